@@ -1,0 +1,213 @@
+//! The worker process: what a forked child runs until it exits. It never
+//! returns into the master's Ruby frames: it leaves with `_exit` after
+//! flushing `$stdout` and `$stderr`, so no `ensure` block or `at_exit`
+//! handler of the master runs here.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+use magnus::{prelude::*, typed_data::Obj, Error, Exception, RArray, Ruby, Value};
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::unistd::{getppid, read, write};
+
+use crate::link::{WorkerEnds, READ_CHUNK};
+use crate::marshal;
+use crate::protocol::{Decoder, Failure, Frame};
+use crate::signals::install_worker_traps;
+use crate::stdio::{flush_all, say};
+use crate::worker::Worker;
+
+/// True while this worker runs `perform`.
+static PERFORMING: AtomicBool = AtomicBool::new(false);
+/// True once INT or QUIT asked this worker to leave after its current item.
+static LEAVE_REQUESTED: AtomicBool = AtomicBool::new(false);
+/// This worker's result pipe, for the signal trap's goodbye.
+static RESULT_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Everything a freshly forked worker needs.
+pub struct Child<'a> {
+    /// The user's task object.
+    pub task: Value,
+    /// The worker's own `Divvy::Worker`.
+    pub worker: Obj<Worker>,
+    /// The method that performs an item (`perform`, or `process` for
+    /// scripts written for divvy 1.1).
+    pub perform_method: &'a str,
+    /// The worker's ends of its pipes.
+    pub ends: WorkerEnds,
+    /// Descriptors inherited from the master that the worker must close.
+    pub inherited_fds: Vec<RawFd>,
+    /// The master's pid, to notice a master that died before the fork
+    /// finished.
+    pub master_pid: i32,
+}
+
+/// Runs the worker: boots, performs items until its task pipe ends, exits.
+/// Runs in the worker process only and never returns.
+pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
+    for fd in &child.inherited_fds {
+        // SAFETY: these descriptors belong to the master's side; nothing in
+        // this process uses them.
+        unsafe { libc::close(*fd) };
+    }
+    // Backstop for a master that dies without closing our pipe (SIGKILL):
+    // the kernel kills us. Checked after, in case it already died.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if getppid().as_raw() != child.master_pid {
+        leave(1);
+    }
+    let worker = child.worker;
+    worker.started(std::process::id() as i32, true);
+    RESULT_FD.store(child.ends.result_tx.as_raw_fd(), Ordering::SeqCst);
+    let label = format!("worker {} (pid {})", worker.number(), std::process::id());
+
+    if let Err(error) = install_worker_traps(ruby, on_interrupt) {
+        report_and_leave(ruby, &format!("{label} could not trap signals"), &error);
+    }
+    if let Err(error) = child.task.funcall::<_, _, Value>("after_fork", (worker,)) {
+        report_and_leave(ruby, &format!("{label} failed in after_fork"), &error);
+    }
+    send(&child.ends.result_tx, &Frame::Ready);
+
+    let mut decoder = Decoder::new();
+    loop {
+        let payload = match next_task(ruby, &child.ends.task_rx, &mut decoder) {
+            Ok(Some(payload)) => payload,
+            Ok(None) => leave(0),
+            Err(error) => report_and_leave(ruby, &format!("{label} stopped"), &error),
+        };
+        PERFORMING.store(true, Ordering::SeqCst);
+        let answer = match perform(ruby, &child, &payload) {
+            Ok(()) => Frame::Done,
+            Err(error) => Frame::Failed(describe(&error)),
+        };
+        PERFORMING.store(false, Ordering::SeqCst);
+        send(&child.ends.result_tx, &answer);
+        if LEAVE_REQUESTED.load(Ordering::SeqCst) {
+            say_bye_and_leave();
+        }
+    }
+}
+
+fn perform(ruby: &Ruby, child: &Child<'_>, payload: &[u8]) -> Result<(), Error> {
+    let args = RArray::try_convert(marshal::load(ruby, payload)?)?;
+    // The array stays on this stack frame, so the values in the slice are
+    // reachable for the whole call.
+    let values: Vec<Value> = args.into_iter().collect();
+    let _: Value = child.task.funcall(child.perform_method, values.as_slice())?;
+    Ok(())
+}
+
+/// Reads the next `Task` frame. Waits through Ruby so signal traps run.
+/// Returns `None` at end-of-file: the master is done with this worker.
+fn next_task(ruby: &Ruby, task_rx: &OwnedFd, decoder: &mut Decoder) -> Result<Option<Vec<u8>>, Error> {
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(Frame::Task(payload))) => return Ok(Some(payload)),
+            Ok(Some(other)) => {
+                return Err(crate::errors::divvy_error(
+                    ruby,
+                    format!("unexpected frame from the master: {other:?}"),
+                ))
+            }
+            Ok(None) => {}
+            Err(error) => {
+                return Err(crate::errors::divvy_error(
+                    ruby,
+                    format!("malformed frame from the master: {error}"),
+                ))
+            }
+        }
+        ruby.thread_wait_fd(task_rx)?;
+        let spare = decoder.spare(READ_CHUNK);
+        match read(task_rx, spare) {
+            Ok(0) => {
+                decoder.commit(READ_CHUNK, 0);
+                return Ok(None);
+            }
+            Ok(count) => decoder.commit(READ_CHUNK, count),
+            Err(Errno::EINTR | Errno::EAGAIN) => decoder.commit(READ_CHUNK, 0),
+            Err(errno) => {
+                decoder.commit(READ_CHUNK, 0);
+                return Err(crate::errors::os_error(ruby, "reading a task", errno));
+            }
+        }
+    }
+}
+
+/// Turns an exception raised by `perform` into a report for the master.
+pub fn describe(error: &Error) -> Failure {
+    match error.value().and_then(|value| Exception::from_value(value)) {
+        Some(exception) => {
+            let class_name = unsafe { exception.classname() }.into_owned();
+            let message = exception
+                .funcall::<_, _, String>("message", ())
+                .unwrap_or_else(|_| String::from("(message raised)"));
+            let backtrace = exception
+                .funcall::<_, _, Option<Vec<String>>>("backtrace", ())
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            Failure {
+                class_name,
+                message,
+                backtrace,
+            }
+        }
+        None => Failure {
+            class_name: String::from("LocalJumpError"),
+            message: format!("perform left by a non-local jump: {error}"),
+            backtrace: Vec::new(),
+        },
+    }
+}
+
+fn send(result_tx: &OwnedFd, frame: &Frame) {
+    let bytes = frame.encode();
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match write(result_tx, &bytes[sent..]) {
+            Ok(count) => sent += count,
+            Err(Errno::EINTR) => continue,
+            // The master is gone: nobody is left to report to.
+            Err(_) => leave(1),
+        }
+    }
+}
+
+fn on_interrupt(ruby: &Ruby, _args: &[Value], _block: Option<magnus::block::Proc>) -> Result<(), Error> {
+    if PERFORMING.load(Ordering::SeqCst) {
+        LEAVE_REQUESTED.store(true, Ordering::SeqCst);
+    } else {
+        say_bye_and_leave();
+    }
+    Ok(())
+}
+
+/// Tells the master that the tasks this worker still holds were never
+/// started, then exits.
+fn say_bye_and_leave() -> ! {
+    let fd = RESULT_FD.load(Ordering::SeqCst);
+    let bytes = Frame::Bye.encode();
+    // SAFETY: `fd` is this worker's result pipe, open for its whole life.
+    unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    leave(0)
+}
+
+fn report_and_leave(ruby: &Ruby, context: &str, error: &Error) -> ! {
+    let failure = describe(error);
+    let _ = say(
+        ruby,
+        &format!("{context}: {}: {}", failure.class_name, failure.message),
+    );
+    leave(1)
+}
+
+/// Flushes `$stdout` and `$stderr`, then ends the process with `status`
+/// without running `at_exit` handlers or unwinding.
+fn leave(status: i32) -> ! {
+    flush_all();
+    // SAFETY: _exit ends the process; nothing after it runs.
+    unsafe { libc::_exit(status) }
+}

@@ -1,0 +1,30 @@
+//! divvy's native core: a forking parallel task runner for Ruby. Each module
+//! is one concept; `init` binds the Ruby classes in order.
+
+mod child;
+mod errors;
+mod exit;
+mod link;
+mod marshal;
+mod master;
+mod nogvl;
+mod pool;
+mod protocol;
+mod run_loop;
+mod signals;
+mod stdio;
+mod wake;
+mod worker;
+
+use magnus::{Error, Ruby};
+
+/// Called by Ruby when `divvy.so` is required: defines `Divvy::Error`,
+/// `Divvy::Worker` and `Divvy::Master`.
+#[magnus::init]
+fn init(ruby: &Ruby) -> Result<(), Error> {
+    let divvy = ruby.define_module("Divvy")?;
+    errors::init(ruby, divvy)?;
+    worker::init(ruby, divvy)?;
+    master::init(ruby, divvy)?;
+    Ok(())
+}

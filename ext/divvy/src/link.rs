@@ -1,0 +1,228 @@
+//! The pipes between the master and one worker. The master's ends are
+//! non-blocking so it never waits on a single worker: frames it sends queue
+//! in an outbox flushed when the pipe has room, and frames it receives are
+//! reassembled by a `Decoder`. Every pipe is created with `O_CLOEXEC`.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::unistd::{pipe2, read, write};
+
+use crate::protocol::{encode_task_into, Decoder, Frame, ProtocolError};
+
+/// Bytes asked of the kernel per read.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// The master's ends of one worker's pipes.
+#[derive(Debug)]
+pub struct Link {
+    task_tx: Option<OwnedFd>,
+    result_rx: OwnedFd,
+    outbox: Vec<u8>,
+    sent: usize,
+    decoder: Decoder,
+    closing: bool,
+    hung_up: bool,
+}
+
+/// The worker's ends of its pipes, blocking.
+#[derive(Debug)]
+pub struct WorkerEnds {
+    /// Where the worker reads `Task` frames.
+    pub task_rx: OwnedFd,
+    /// Where the worker writes its answers.
+    pub result_tx: OwnedFd,
+}
+
+/// Opens the two pipes for a new worker.
+///
+/// Returns the master's ends and the worker's ends; raises no Ruby error but
+/// returns the OS error when the process is out of descriptors.
+pub fn open() -> io::Result<(Link, WorkerEnds)> {
+    let (task_rx, task_tx) = pipe2(OFlag::O_CLOEXEC)?;
+    let (result_rx, result_tx) = pipe2(OFlag::O_CLOEXEC)?;
+    set_nonblocking(&task_tx)?;
+    set_nonblocking(&result_rx)?;
+    let link = Link {
+        task_tx: Some(task_tx),
+        result_rx,
+        outbox: Vec::new(),
+        sent: 0,
+        decoder: Decoder::new(),
+        closing: false,
+        hung_up: false,
+    };
+    Ok((link, WorkerEnds { task_rx, result_tx }))
+}
+
+/// Makes `fd` non-blocking.
+pub fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
+    let flags = OFlag::from_bits_retain(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+impl Link {
+    /// Queues a `Task` frame carrying `payload`; `flush` sends it.
+    pub fn queue_task(&mut self, payload: &[u8]) {
+        encode_task_into(&mut self.outbox, payload);
+    }
+
+    /// Writes as much of the outbox as the pipe takes without blocking, and
+    /// closes the task pipe once the outbox is empty if `close_tasks` asked
+    /// for it. A worker that is gone (`EPIPE`) drops the outbox: its items are
+    /// accounted for when it is reaped.
+    pub fn flush(&mut self) -> io::Result<()> {
+        while self.sent < self.outbox.len() {
+            let Some(task_tx) = &self.task_tx else { break };
+            match write(task_tx, &self.outbox[self.sent..]) {
+                Ok(written) => self.sent += written,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return Ok(()),
+                Err(Errno::EPIPE) => {
+                    self.task_tx = None;
+                    break;
+                }
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+        self.outbox.clear();
+        self.sent = 0;
+        if self.closing {
+            self.task_tx = None;
+        }
+        Ok(())
+    }
+
+    /// True when queued bytes wait for room in the pipe.
+    pub fn wants_write(&self) -> bool {
+        self.task_tx.is_some() && self.sent < self.outbox.len()
+    }
+
+    /// Asks for the task pipe to be closed once the outbox is sent, so the
+    /// worker reads end-of-file after its last task and exits.
+    pub fn close_tasks(&mut self) -> io::Result<()> {
+        self.closing = true;
+        self.flush()
+    }
+
+    /// Reads everything the worker has written so far into the decoder.
+    /// Records end-of-file, after which `hung_up` is true.
+    pub fn receive(&mut self) -> io::Result<()> {
+        while !self.hung_up {
+            let spare = self.decoder.spare(READ_CHUNK);
+            match read(&self.result_rx, spare) {
+                Ok(0) => {
+                    self.decoder.commit(READ_CHUNK, 0);
+                    self.hung_up = true;
+                }
+                Ok(count) => {
+                    self.decoder.commit(READ_CHUNK, count);
+                    if count < READ_CHUNK {
+                        return Ok(());
+                    }
+                }
+                Err(errno) => {
+                    self.decoder.commit(READ_CHUNK, 0);
+                    match errno {
+                        Errno::EINTR => continue,
+                        Errno::EAGAIN => return Ok(()),
+                        other => return Err(other.into()),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the next complete frame received, if any.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, ProtocolError> {
+        self.decoder.next_frame()
+    }
+
+    /// True once the worker's end of the result pipe is closed: the worker
+    /// has exited (or closed it, which it never does while alive).
+    pub fn hung_up(&self) -> bool {
+        self.hung_up
+    }
+
+    /// The result pipe, to poll for reading.
+    pub fn result_fd(&self) -> BorrowedFd<'_> {
+        self.result_rx.as_fd()
+    }
+
+    /// The task pipe while it is open, to poll for writing.
+    pub fn task_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.task_tx.as_ref().map(AsFd::as_fd)
+    }
+
+    /// The descriptors a forked worker must close: the master's ends.
+    pub fn raw_fds(&self) -> Vec<RawFd> {
+        let mut fds = vec![self.result_rx.as_raw_fd()];
+        fds.extend(self.task_tx.as_ref().map(AsRawFd::as_raw_fd));
+        fds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Frame;
+
+    fn read_all(fd: &OwnedFd) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            match read(fd, &mut buffer) {
+                Ok(0) => return bytes,
+                Ok(count) => bytes.extend_from_slice(&buffer[..count]),
+                Err(errno) => panic!("read failed: {errno}"),
+            }
+        }
+    }
+
+    #[test]
+    fn sends_a_task_larger_than_the_pipe_in_pieces() {
+        let (mut link, ends) = open().unwrap();
+        let payload = vec![3u8; 1024 * 1024];
+        link.queue_task(&payload);
+        link.flush().unwrap();
+        assert!(link.wants_write(), "a 1 MB frame cannot fit a pipe at once");
+        let reader = std::thread::spawn(move || read_all(&ends.task_rx));
+        while link.wants_write() {
+            link.flush().unwrap();
+            std::thread::yield_now();
+        }
+        link.close_tasks().unwrap();
+        let received = reader.join().unwrap();
+        assert_eq!(received, Frame::Task(payload).encode());
+    }
+
+    #[test]
+    fn receives_frames_and_sees_the_worker_hang_up() {
+        let (mut link, ends) = open().unwrap();
+        let mut bytes = Frame::Ready.encode();
+        Frame::Done.encode_into(&mut bytes);
+        write(&ends.result_tx, &bytes).unwrap();
+        drop(ends);
+        // A short read returns at once; end-of-file shows on the next one,
+        // as it does when poll reports the pipe readable again.
+        link.receive().unwrap();
+        link.receive().unwrap();
+        assert_eq!(link.next_frame().unwrap(), Some(Frame::Ready));
+        assert_eq!(link.next_frame().unwrap(), Some(Frame::Done));
+        assert_eq!(link.next_frame().unwrap(), None);
+        assert!(link.hung_up());
+    }
+
+    #[test]
+    fn a_vanished_worker_does_not_fail_the_master() {
+        let (mut link, ends) = open().unwrap();
+        drop(ends);
+        link.queue_task(b"item");
+        link.flush().unwrap();
+        assert!(!link.wants_write());
+    }
+}

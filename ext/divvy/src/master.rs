@@ -1,0 +1,242 @@
+//! `Divvy::Master`: turns the current process into a divvy master that runs a
+//! task's items on a pool of forked workers. The run itself lives in
+//! `run_loop`; this file is the Ruby face: construction, readers, `run`.
+
+use std::cell::{Cell, RefCell};
+
+use magnus::{
+    function, gc, method, prelude::*, typed_data::Obj, value::Opaque, DataTypeFunctions, Error,
+    RArray, RModule, Ruby, TypedData, Value,
+};
+
+use crate::errors::divvy_error;
+use crate::run_loop::{self, RunLoop};
+use crate::worker::{self, Worker};
+
+/// Counters a run keeps, readable from Ruby at any time.
+#[derive(Default)]
+pub struct Stats {
+    /// Items sent to workers.
+    pub tasks_distributed: Cell<u64>,
+    /// Items performed without raising.
+    pub performed: Cell<u64>,
+    /// Items that raised, plus workers that died unexpectedly.
+    pub failures: Cell<u64>,
+    /// Worker processes forked.
+    pub spawn_count: Cell<u64>,
+}
+
+/// A master process and its worker slots.
+#[derive(TypedData)]
+#[magnus(class = "Divvy::Master", mark, free_immediately)]
+pub struct Master {
+    task: Opaque<Value>,
+    workers: Vec<Opaque<Obj<Worker>>>,
+    verbose: bool,
+    master_pid: i32,
+    stats: Stats,
+    shutdown_requested: Cell<bool>,
+    running: Cell<bool>,
+    run_loop: RefCell<Option<RunLoop>>,
+}
+
+impl DataTypeFunctions for Master {
+    fn mark(&self, marker: &gc::Marker) {
+        marker.mark(self.task);
+        for worker in &self.workers {
+            marker.mark(*worker);
+        }
+    }
+}
+
+impl Master {
+    /// Master.new(task, worker_count, verbose = false): a master for `task`
+    /// (an object whose class includes `Divvy::Parallelizable`) with
+    /// `worker_count` worker slots, numbered from 1. Runs in the master;
+    /// starts no process.
+    ///
+    /// Raises `Divvy::Error` when `task` lacks `dispatch` or a perform
+    /// method, or `worker_count` is not a positive Integer.
+    fn new(ruby: &Ruby, args: &[Value]) -> Result<Master, Error> {
+        if !(2..=3).contains(&args.len()) {
+            return Err(Error::new(
+                ruby.exception_arg_error(),
+                format!("wrong number of arguments (given {}, expected 2..3)", args.len()),
+            ));
+        }
+        let (task, count) = (args[0], args[1]);
+        let verbose = args.get(2).is_some_and(|value| value.to_bool());
+        let responds = |name: &str| task.respond_to(name, true);
+        if !responds("dispatch")? || !(responds("perform")? || responds("process")?) {
+            return Err(divvy_error(
+                ruby,
+                format!(
+                    "task {} must respond to #dispatch and #perform (include Divvy::Parallelizable)",
+                    task.inspect()
+                ),
+            ));
+        }
+        let worker_count = i64::try_convert(count)
+            .ok()
+            .filter(|count| *count >= 1)
+            .ok_or_else(|| {
+                divvy_error(
+                    ruby,
+                    format!("worker count must be a positive Integer, got {}", count.inspect()),
+                )
+            })? as usize;
+        let workers = (1..=worker_count)
+            .map(|number| worker::wrap(ruby, number).into())
+            .collect();
+        Ok(Master {
+            task: task.into(),
+            workers,
+            verbose,
+            master_pid: std::process::id() as i32,
+            stats: Stats::default(),
+            shutdown_requested: Cell::new(false),
+            running: Cell::new(false),
+            run_loop: RefCell::new(None),
+        })
+    }
+
+    /// Master#run: forks the workers, calls the task's `dispatch` and sends
+    /// each item it yields to a free worker, and waits until every item sent
+    /// has been performed. Runs in the master; blocks, with the GVL released
+    /// while it waits.
+    ///
+    /// Returns nil. Raises `Divvy::Master::BootFailure` when workers die
+    /// before they can take items, `Divvy::Master::Shutdown` when a signal
+    /// stopped the run, `Divvy::Error` when called in a worker or while
+    /// running, and re-raises what `dispatch` or the hooks raise (after the
+    /// items in flight finished).
+    fn run(ruby: &Ruby, rb_self: Obj<Master>) -> Result<(), Error> {
+        if !rb_self.is_master_process() {
+            return Err(divvy_error(ruby, "Divvy::Master#run called in a worker process"));
+        }
+        if rb_self.running.replace(true) {
+            return Err(divvy_error(ruby, "Divvy::Master#run is already running"));
+        }
+        rb_self.shutdown_requested.set(false);
+        let result = run_loop::run(ruby, rb_self);
+        rb_self.running.set(false);
+        result
+    }
+
+    /// Master#shutdown: asks a running loop to stop dispatching; items in
+    /// flight finish and `run` returns. Runs in the master (from a hook, a
+    /// trap or another thread).
+    ///
+    /// Returns nil.
+    fn shutdown(&self) {
+        self.shutdown_requested.set(true);
+        crate::wake::wake();
+    }
+
+    /// Master#workers: the `Divvy::Worker` objects, numbered 1..n.
+    fn workers_array(ruby: &Ruby, rb_self: &Self) -> RArray {
+        let array = ruby.ary_new();
+        for worker in &rb_self.workers {
+            let _ = array.push(ruby.get_inner(*worker));
+        }
+        array
+    }
+
+    /// Master#workers_running?: true when any worker process is alive.
+    fn workers_running(ruby: &Ruby, rb_self: &Self) -> bool {
+        rb_self.is_master_process()
+            && rb_self
+                .workers
+                .iter()
+                .any(|worker| ruby.get_inner(*worker).is_running())
+    }
+
+    /// Master#master_process?: true in the process that created the master.
+    pub fn is_master_process(&self) -> bool {
+        std::process::id() as i32 == self.master_pid
+    }
+
+    /// Master#worker_process?: true inside a worker.
+    fn is_worker_process(&self) -> bool {
+        !self.is_master_process()
+    }
+
+    /// The task object.
+    pub fn task(&self, ruby: &Ruby) -> Value {
+        ruby.get_inner(self.task)
+    }
+
+    /// The worker object in slot `index` (number minus one).
+    pub fn worker(&self, ruby: &Ruby, index: usize) -> Obj<Worker> {
+        ruby.get_inner(self.workers[index])
+    }
+
+    /// The number of worker slots.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// True when `-v` or `verbose = true` asked for worker lifecycle logs.
+    pub fn verbose(&self) -> bool {
+        self.verbose
+    }
+
+    /// The pid of the master process.
+    pub fn master_pid(&self) -> i32 {
+        self.master_pid
+    }
+
+    /// The run's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// True once `shutdown` was called during the current run.
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown_requested.get()
+    }
+
+    /// The state of the current run; borrowed only for bookkeeping, never
+    /// across a call into Ruby.
+    pub fn run_loop(&self) -> &RefCell<Option<RunLoop>> {
+        &self.run_loop
+    }
+}
+
+/// Defines `Divvy::Master` and its errors. Runs once, when the extension
+/// loads.
+pub fn init(ruby: &Ruby, divvy: RModule) -> Result<(), Error> {
+    let class = divvy.define_class("Master", ruby.class_object())?;
+    class.undef_default_alloc_func();
+    class.define_singleton_method("new", function!(Master::new, -1))?;
+    class.define_method("run", method!(Master::run, 0))?;
+    class.define_method("shutdown", method!(Master::shutdown, 0))?;
+    class.define_method("workers", method!(Master::workers_array, 0))?;
+    class.define_method("worker_count", method!(Master::worker_count, 0))?;
+    class.define_method("workers_running?", method!(Master::workers_running, 0))?;
+    class.define_method("master_process?", method!(Master::is_master_process, 0))?;
+    class.define_method("worker_process?", method!(Master::is_worker_process, 0))?;
+    class.define_method("verbose", method!(Master::verbose, 0))?;
+    class.define_method(
+        "tasks_distributed",
+        method!(|m: &Master| m.stats.tasks_distributed.get(), 0),
+    )?;
+    class.define_method(
+        "failures",
+        method!(|m: &Master| m.stats.failures.get(), 0),
+    )?;
+    class.define_method(
+        "spawn_count",
+        method!(|m: &Master| m.stats.spawn_count.get(), 0),
+    )?;
+    let divvy_error = ruby.get_inner(&crate::errors::DIVVY_ERROR);
+    class.define_error("BootFailure", divvy_error)?;
+    let shutdown = class.define_error("Shutdown", divvy_error)?;
+    shutdown.define_method("signo", method!(shutdown_signo, 0))?;
+    Ok(())
+}
+
+/// Shutdown#signo: the number of the signal that stopped the run.
+fn shutdown_signo(rb_self: Value) -> Result<Value, Error> {
+    magnus::RObject::try_convert(rb_self)?.ivar_get("@signo")
+}

@@ -1,0 +1,68 @@
+//! Blocking calls made with the GVL released, so other Ruby threads and
+//! signal traps run while the master waits on its workers.
+
+use std::ffi::c_void;
+use std::os::fd::RawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use magnus::{
+    rb_sys::{protect, AsRawValue},
+    Error, Ruby,
+};
+
+use crate::wake::wake_fd;
+
+struct Call<F, R> {
+    func: Option<F>,
+    result: Option<R>,
+}
+
+unsafe extern "C" fn trampoline<F, R>(data: *mut c_void) -> *mut c_void
+where
+    F: FnOnce() -> R,
+{
+    // SAFETY: `data` is the `Call` that `without_gvl` keeps alive for the
+    // duration of the call.
+    let call = unsafe { &mut *data.cast::<Call<F, R>>() };
+    if let Some(func) = call.func.take() {
+        // A panic must not cross the C frame; the result then stays None.
+        call.result = catch_unwind(AssertUnwindSafe(func)).ok();
+    }
+    std::ptr::null_mut()
+}
+
+unsafe extern "C" fn unblock(data: *mut c_void) {
+    wake_fd(data as isize as RawFd);
+}
+
+/// Runs `func` with the GVL released. Ruby interrupts it (a signal, a
+/// `Thread#raise`) by writing to `wake_write_fd`, so `func` must be a wait
+/// that also polls that pipe's read end, and it runs no Ruby code.
+///
+/// Returns `func`'s result, or `None` if `func` was skipped because an
+/// interrupt was already pending. Raises whatever Ruby raises when it
+/// handles interrupts afterwards (an `Interrupt`, an exception from a trap).
+pub fn without_gvl<F, R>(ruby: &Ruby, wake_write_fd: RawFd, func: F) -> Result<Option<R>, Error>
+where
+    F: FnOnce() -> R,
+{
+    let mut call = Call {
+        func: Some(func),
+        result: None,
+    };
+    let data: *mut Call<F, R> = &mut call;
+    protect(|| {
+        // SAFETY: `call` outlives the call; the unblock function only
+        // writes a byte to a pipe, which is async-signal-safe.
+        unsafe {
+            rb_sys::rb_thread_call_without_gvl(
+                Some(trampoline::<F, R>),
+                data.cast(),
+                Some(unblock),
+                wake_write_fd as isize as *mut c_void,
+            );
+        }
+        ruby.qnil().as_raw()
+    })?;
+    Ok(call.result)
+}

@@ -1,0 +1,107 @@
+# frozen_string_literal: true
+
+require 'optparse'
+require 'etc'
+require 'divvy'
+
+module Divvy
+  # The `divvy` command: parses the command line, loads the script and runs
+  # it on a Divvy::Master. Runs in the master.
+  class CLI
+    # Exit status for a usage error.
+    USAGE = 2
+
+    # Raised for a command line that cannot be run; exits with USAGE.
+    class UsageError < Divvy::Error; end
+
+    # argv   - the command line, without the program name.
+    # stderr - where errors and usage go.
+    def initialize(argv, stderr: $stderr)
+      @argv = argv.dup
+      @stderr = stderr
+      @workers = nil
+      @verbose = false
+    end
+
+    # Runs the command. Returns the process exit status: 0 when every item
+    # was performed, 1 when an item or worker failed or the script could not
+    # be run, 2 for a usage error, 128 + the signal number when a signal
+    # stopped the run.
+    def run
+      script = parse
+      task = load_script(script)
+      master = Divvy::Master.new(task, @workers || Etc.nprocessors, @verbose)
+      master.run
+      master.failures.zero? ? 0 : 1
+    rescue UsageError, OptionParser::ParseError => e
+      fail_with(USAGE, "#{e.message}\n#{parser.banner}")
+    rescue Divvy::Master::Shutdown => e
+      @stderr.puts("divvy: #{e.message}")
+      128 + (e.signo || 15)
+    rescue Divvy::Error => e
+      fail_with(1, e.message)
+    end
+
+    private
+
+    def parser
+      @parser ||= OptionParser.new do |opts|
+        opts.banner = 'Usage: divvy [-n WORKERS] [-v] SCRIPT [ARGS...]'
+        opts.separator ''
+        opts.separator 'Runs the Divvy::Parallelizable task defined in SCRIPT on WORKERS forked'
+        opts.separator 'processes. ARGS are passed to the script as ARGV.'
+        opts.separator ''
+        opts.on('-n', '--workers WORKERS', Integer,
+                'number of worker processes (default: one per processor)') do |count|
+          raise UsageError, "invalid worker count: #{count} (must be at least 1)" if count < 1
+
+          @workers = count
+        end
+        opts.on('-v', '--verbose', 'log worker starts, exits and respawns; print backtraces') do
+          @verbose = true
+        end
+        opts.on('-h', '--help', 'show this help') do
+          puts opts
+          exit 0
+        end
+        opts.on('--version', 'show the version') do
+          puts "divvy #{Divvy::VERSION}"
+          exit 0
+        end
+      end
+    end
+
+    # Returns the script path; leaves the script's own arguments in ARGV.
+    def parse
+      rest = parser.order(@argv)
+      script = rest.shift or raise UsageError, 'no script given'
+      ARGV.replace(rest)
+      script
+    end
+
+    def load_script(script)
+      raise Divvy::Error, "#{script}: no such file" unless File.file?(script)
+      raise Divvy::Error, "#{script}: not readable" unless File.readable?(script)
+
+      $PROGRAM_NAME = script
+      Divvy.load(script)
+    rescue ScriptError, StandardError => e
+      raise if e.is_a?(Divvy::Error)
+
+      raise Divvy::Error, script_failure(script, e)
+    end
+
+    def script_failure(script, error)
+      first_line = error.message.lines.first.to_s.chomp
+      message = "#{script}: #{error.class}: #{first_line}"
+      return message unless @verbose
+
+      ([message] + Array(error.backtrace).map { |line| "\tfrom #{line}" }).join("\n")
+    end
+
+    def fail_with(status, message)
+      @stderr.puts("divvy: #{message}")
+      status
+    end
+  end
+end
