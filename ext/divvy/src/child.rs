@@ -70,6 +70,13 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
     }
     send(&child.ends.result_tx, &Frame::Ready);
 
+    // Frames below this depth are the master's, inherited through fork:
+    // they are cut from the backtraces reported for failed items.
+    let inherited_frames = ruby
+        .module_kernel()
+        .funcall::<_, _, magnus::RArray>("caller", (0,))
+        .map(|frames| frames.len())
+        .unwrap_or(0);
     let mut decoder = Decoder::new();
     loop {
         let payload = match next_task(ruby, &child.ends.task_rx, &mut decoder) {
@@ -80,9 +87,17 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
         PERFORMING.store(true, Ordering::SeqCst);
         let answer = match perform(ruby, &child, &payload) {
             Ok(()) => Frame::Done,
-            Err(error) => Frame::Failed(describe(&error)),
+            Err(error) => {
+                let mut failure = describe(&error);
+                let own = failure.backtrace.len().saturating_sub(inherited_frames);
+                failure.backtrace.truncate(own);
+                Frame::Failed(failure)
+            }
         };
         PERFORMING.store(false, Ordering::SeqCst);
+        // An item's output is out before its answer: nothing is lost if the
+        // worker is killed later, and nothing waits for the worker's exit.
+        flush_all();
         send(&child.ends.result_tx, &answer);
         if LEAVE_REQUESTED.load(Ordering::SeqCst) {
             say_bye_and_leave();

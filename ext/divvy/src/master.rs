@@ -229,9 +229,7 @@ pub fn init(ruby: &Ruby, divvy: RModule) -> Result<(), Error> {
         "spawn_count",
         method!(|m: &Master| m.stats.spawn_count.get(), 0),
     )?;
-    let divvy_error = ruby.get_inner(&crate::errors::DIVVY_ERROR);
-    class.define_error("BootFailure", divvy_error)?;
-    let shutdown = class.define_error("Shutdown", divvy_error)?;
+    let shutdown = crate::errors::init_master_errors(ruby, class)?;
     shutdown.define_method("signo", method!(shutdown_signo, 0))?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use magnus::{prelude::*, typed_data::Obj, value::Opaque, Error, Exception, Ruby, Value};
 
 use crate::child::{self, Child};
-use crate::errors::{divvy_error, os_error, BOOT_FAILURE, SHUTDOWN};
+use crate::errors::{self, divvy_error, os_error, Kind};
 use crate::exit::{try_wait, Exit};
 use crate::link::{self, Link};
 use crate::marshal;
@@ -616,7 +616,7 @@ fn terminate_all(ruby: &Ruby, master: &Master) -> Result<(), Error> {
 
 fn fatal_error(ruby: &Ruby, master: &Master, fatal: Fatal) -> Error {
     match fatal {
-        Fatal::BootFailure(message) => Error::new(ruby.get_inner(&BOOT_FAILURE), message),
+        Fatal::BootFailure(message) => Error::new(errors::class(ruby, Kind::BootFailure), message),
         Fatal::Abort => shutdown_error(ruby, master, "at once"),
     }
 }
@@ -633,7 +633,7 @@ fn shutdown_error(ruby: &Ruby, master: &Master, how: &str) -> Error {
         stats.tasks_distributed.get(),
         stats.performed.get()
     );
-    let class = ruby.get_inner(&SHUTDOWN);
+    let class = errors::class(ruby, Kind::Shutdown);
     match class.new_instance((message.clone(),)) {
         Ok(exception) => {
             let _ = exception.funcall::<_, _, Value>("instance_variable_set", ("@signo", signo));

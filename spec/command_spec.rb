@@ -1,0 +1,179 @@
+# frozen_string_literal: true
+
+require 'digest/sha1'
+
+RSpec.describe 'the divvy command' do
+  let(:example_script) { File.join(ROOT, 'examples', 'danceparty.rb') }
+
+  # Parses the dance party's ticket lines into [pid, ticket, sha1] rows.
+  def tickets(stdout)
+    stdout.lines.grep(/\A\s*\d+\s+\d+\s+\h{40}\s*\z/).map do |line|
+      pid, ticket, sha1 = line.split
+      [pid.to_i, ticket.to_i, sha1]
+    end
+  end
+
+  describe 'running the dance party' do
+    it 'prints the header and ten ticket codes spread over the workers' do
+      result = divvy('-n', 5, example_script)
+      expect(result.status).to be_success, result.stderr
+      expect(result.stdout.lines.first).to eq("Generating 10 ticket codes for the show...\n")
+      rows = tickets(result.stdout)
+      expect(rows.map { |row| row[1] }).to match_array((0...10).to_a)
+      rows.each { |_pid, ticket, sha1| expect(sha1).to eq(Digest::SHA1.hexdigest(ticket.to_s)) }
+      expect(rows.map(&:first).uniq.size).to be > 1
+      expect(rows.map(&:first)).not_to include(result.status.pid)
+    end
+
+    it 'prints exactly eleven lines into a pipe: nothing the master buffered is printed twice' do
+      result = divvy('-n', 2, example_script)
+      expect(result.stdout.lines.size).to eq(11)
+      expect(result.stdout.scan('Generating').size).to eq(1)
+    end
+
+    it 'passes the arguments after the script to it as ARGV' do
+      result = divvy('-n', 3, example_script, 25)
+      expect(result.stdout.lines.first).to eq("Generating 25 ticket codes for the show...\n")
+      expect(tickets(result.stdout).map { |row| row[1] }).to match_array((0...25).to_a)
+    end
+
+    it 'starts one worker per processor without -n' do
+      result = divvy('-v', example_script)
+      expect(result.status).to be_success
+      expect(result.stderr.scan(/worker \d+ \(pid \d+\) started/).size).to eq(Etc.nprocessors)
+    end
+
+    it 'runs from a directory other than the checkout' do
+      Dir.mktmpdir do |dir|
+        result = divvy('-n', 2, example_script, 3, chdir: dir)
+        expect(result.status).to be_success
+        expect(tickets(result.stdout).size).to eq(3)
+      end
+    end
+  end
+
+  describe 'reporting' do
+    it 'logs worker starts and exits with -v' do
+      result = divvy('-v', '-n', 2, example_script, 2)
+      expect(result.stderr).to match(/divvy: worker 1 \(pid \d+\) started/)
+      expect(result.stderr).to match(/divvy: worker 2 \(pid \d+\) started/)
+      expect(result.stderr).to match(/divvy: worker 1 \(pid \d+\) exited with status 0/)
+    end
+
+    it 'exits 1 and names the worker, item and exception when an item raises' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'raises.rb', <<~RUBY)
+          class Raises
+            include Divvy::Parallelizable
+            def dispatch; 5.times { |i| yield i, "item-\#{i}" }; end
+            def perform(number, label)
+              raise ArgumentError, "no good: \#{label}" if number == 3
+              puts label
+            end
+          end
+        RUBY
+        result = divvy('-n', 2, script)
+        expect(result.exitstatus).to eq(1)
+        expect(result.stdout.lines.map(&:chomp)).to match_array(%w[item-0 item-1 item-2 item-4])
+        lines = result.stderr.lines.grep(/failed performing/)
+        expect(lines.size).to eq(1)
+        expect(lines.first).to match(/\Adivvy: worker [12] \(pid \d+\) failed performing \[3, "item-3"\]: ArgumentError: no good: item-3\n\z/)
+        expect(result.stderr).not_to include('raises.rb:')
+      end
+    end
+
+    it 'prints the backtrace with -v or DIVVY_VERBOSE_TRACE=1' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'raises.rb', <<~RUBY)
+          class Raises
+            include Divvy::Parallelizable
+            def dispatch; yield 1; end
+            def perform(_); raise 'boom'; end
+          end
+        RUBY
+        expect(divvy('-v', '-n', 1, script).stderr).to match(/\tfrom .*raises\.rb:\d+:in `perform'/)
+        traced = divvy('-n', 1, script, env: { 'DIVVY_VERBOSE_TRACE' => '1' })
+        expect(traced.stderr).to match(/\tfrom .*raises\.rb:\d+:in `perform'/)
+        expect(traced.stderr).not_to include('cli.rb')
+      end
+    end
+  end
+
+  describe 'help and version' do
+    it 'prints usage with -h' do
+      result = divvy('-h')
+      expect(result.status).to be_success
+      expect(result.stdout).to include('Usage: divvy [-n WORKERS] [-v] SCRIPT [ARGS...]')
+      expect(result.stdout).to include('--workers WORKERS')
+    end
+
+    it 'prints the version with --version' do
+      result = divvy('--version')
+      expect(result.stdout).to eq("divvy #{File.read(File.join(ROOT, 'lib/divvy/version.rb'))[/'(.+)'/, 1]}\n")
+    end
+  end
+
+  describe 'bad command lines' do
+    def expect_one_line_error(result, status, pattern)
+      expect(result.exitstatus).to eq(status)
+      expect(result.stderr.lines.first).to match(pattern)
+      expect(result.stderr).not_to match(/\.rb:\d+:in /) # no Ruby backtrace
+      expect(result.stderr).not_to include('panicked')
+    end
+
+    it 'rejects -n 0' do
+      expect_one_line_error(divvy('-n', 0, example_script), 2, /\Adivvy: invalid worker count: 0/)
+    end
+
+    it 'rejects -n -2' do
+      expect_one_line_error(divvy('-n', -2, example_script), 2, /\Adivvy: invalid worker count: -2/)
+    end
+
+    it 'rejects -n abc' do
+      expect_one_line_error(divvy('-n', 'abc', example_script), 2, /\Adivvy: invalid argument: -n abc/)
+    end
+
+    it 'rejects an unknown option' do
+      expect_one_line_error(divvy('--frobnicate', example_script), 2, /\Adivvy: invalid option: --frobnicate/)
+    end
+
+    it 'rejects a missing script argument' do
+      expect_one_line_error(divvy('-n', 2), 2, /\Adivvy: no script given/)
+    end
+
+    it 'rejects a script that does not exist' do
+      expect_one_line_error(divvy('-n', 2, 'no/such/script.rb'), 1, %r{\Adivvy: no/such/script.rb: no such file})
+    end
+
+    it 'rejects a script it cannot read' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'secret.rb', '')
+        File.chmod(0o000, script)
+        result = run_command(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
+                              'ruby', File.join(ROOT, 'exe', 'divvy'), script])
+        File.chmod(0o644, script)
+        if Process.uid.zero?
+          expect_one_line_error(result, 1, /\Adivvy: .*secret.rb: (not readable|no such file)/)
+        else
+          expect(result.exitstatus).to eq(1)
+        end
+      end
+    end
+
+    it 'rejects a script that defines no Parallelizable class' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'empty.rb', "class NotATask; end\n")
+        expect_one_line_error(divvy(script), 1,
+                              /\Adivvy: .*empty.rb defines no class that includes Divvy::Parallelizable/)
+      end
+    end
+
+    it 'reports a script that fails to load in one line' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'broken.rb', "def oops(\n")
+        expect_one_line_error(divvy(script), 1, /\Adivvy: .*broken.rb: SyntaxError: /)
+        expect(divvy(script).stderr.lines.size).to eq(1)
+      end
+    end
+  end
+end
