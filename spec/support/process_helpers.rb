@@ -26,6 +26,13 @@ module ProcessHelpers
       ENV.delete('DIVVY_SPEC_TAG')
     end
 
+    # True when `pid` is a process that has not exited (zombies have).
+    def running?(pid)
+      File.read("/proc/#{pid}/stat")[/\) (\S)/, 1] != 'Z'
+    rescue Errno::ENOENT, Errno::ESRCH
+      false
+    end
+
     # Returns the pids of live (not zombie) processes whose environment
     # carries `tag`.
     def live_tagged_processes(tag)
@@ -35,9 +42,7 @@ module ProcessHelpers
         pid = File.basename(dir).to_i
         next if pid == Process.pid
         next unless File.read("#{dir}/environ").include?("DIVVY_SPEC_TAG=#{tag}")
-        next if File.read("#{dir}/stat")[/\) (\S)/, 1] == 'Z'
-
-        pid
+        pid if running?(pid)
       rescue Errno::ENOENT, Errno::EACCES, Errno::ESRCH
         nil
       end

@@ -76,8 +76,9 @@ impl Master {
                 ),
             ));
         }
-        let worker_count = i64::try_convert(count)
-            .ok()
+        let worker_count = Some(count)
+            .filter(|count| count.is_kind_of(ruby.class_integer()))
+            .and_then(|count| i64::try_convert(count).ok())
             .filter(|count| *count >= 1)
             .ok_or_else(|| {
                 divvy_error(

@@ -1,0 +1,137 @@
+# frozen_string_literal: true
+
+RSpec.describe 'signals' do
+  # A script whose items each take a second and leave a start and a done
+  # marker in MARKS.
+  def slow_script(dir)
+    write_script(dir, 'slow.rb', <<~RUBY)
+      class Slow
+        include Divvy::Parallelizable
+        def dispatch; 30.times { |i| yield i }; end
+        def perform(i)
+          File.write(File.join(ENV.fetch('MARKS'), "start-\#{i}"), Process.pid.to_s)
+          sleep 1
+          File.write(File.join(ENV.fetch('MARKS'), "done-\#{i}"), Process.pid.to_s)
+        end
+      end
+    RUBY
+  end
+
+  def marks(dir, kind)
+    Dir[File.join(dir, 'marks', "#{kind}-*")].map { |path| path[/-(\d+)\z/, 1].to_i }.sort
+  end
+
+  # Starts the slow script on 3 workers and waits until the first items run.
+  def start_slow_run(dir)
+    Dir.mkdir(File.join(dir, 'marks'))
+    pid = spawn_divvy('-n', 3, slow_script(dir), dir: dir, env: { 'MARKS' => File.join(dir, 'marks') })
+    eventually { marks(dir, 'start').size == 3 }
+    pid
+  end
+
+  def seconds
+    started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    yield
+    Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+  end
+
+  it 'finishes the items in flight and starts none on Ctrl-C (INT to the whole process group)' do
+    Dir.mktmpdir do |dir|
+      pid = start_slow_run(dir)
+      started_before = marks(dir, 'start')
+      status = nil
+      elapsed = seconds do
+        Process.kill(:INT, -pid)
+        status = wait_for(pid)
+      end
+      expect(status.exitstatus).to eq(130)
+      expect(marks(dir, 'start')).to eq(started_before)
+      expect(marks(dir, 'done')).to eq(started_before)
+      expect(elapsed).to be < 5
+      expect(File.read(File.join(dir, 'stderr'))).to match(/stopped by SIGINT after the items in flight finished/)
+    end
+  end
+
+  it 'drains on INT sent to the master alone' do
+    Dir.mktmpdir do |dir|
+      pid = start_slow_run(dir)
+      Process.kill(:INT, pid)
+      status = wait_for(pid)
+      expect(status.exitstatus).to eq(130)
+      expect(marks(dir, 'done')).to eq(marks(dir, 'start'))
+      expect(marks(dir, 'start').size).to be < 30
+    end
+  end
+
+  it 'drains on QUIT like INT' do
+    Dir.mktmpdir do |dir|
+      pid = start_slow_run(dir)
+      Process.kill(:QUIT, pid)
+      expect(wait_for(pid).exitstatus).to eq(131)
+      expect(marks(dir, 'done')).to eq(marks(dir, 'start'))
+    end
+  end
+
+  it 'stops at once on a second INT, killing the workers' do
+    Dir.mktmpdir do |dir|
+      pid = start_slow_run(dir)
+      started = marks(dir, 'start')
+      Process.kill(:INT, pid)
+      sleep 0.1
+      Process.kill(:INT, pid)
+      expect(wait_for(pid).exitstatus).to eq(130)
+      expect(marks(dir, 'done')).to be_empty.or(satisfy { |done| done.size < started.size })
+      expect(File.read(File.join(dir, 'stderr'))).to match(/stopped by SIGINT at once/)
+    end
+  end
+
+  it 'stops at once on TERM' do
+    Dir.mktmpdir do |dir|
+      pid = start_slow_run(dir)
+      status = nil
+      elapsed = seconds do
+        Process.kill(:TERM, pid)
+        status = wait_for(pid)
+      end
+      expect(status.exitstatus).to eq(143)
+      expect(marks(dir, 'done')).to be_empty
+      expect(elapsed).to be < 5
+      expect(File.read(File.join(dir, 'stderr'))).to match(/stopped by SIGTERM at once: 3 items sent, 0 performed/)
+    end
+  end
+
+  it 'leaves no worker behind when the master is killed with SIGKILL' do
+    Dir.mktmpdir do |dir|
+      pid = start_slow_run(dir)
+      workers = marks(dir, 'start').map { |i| File.read(File.join(dir, 'marks', "start-#{i}")).to_i }
+      Process.kill(:KILL, pid)
+      wait_for(pid)
+      expect(workers.size).to eq(3)
+      eventually(timeout: 2) { workers.none? { |worker| ProcessHelpers.running?(worker) } }
+    end
+  end
+
+  it 'lets a worker sent INT finish its item and be replaced' do
+    Dir.mktmpdir do |dir|
+      script = write_script(dir, 'few.rb', <<~RUBY)
+        class Few
+          include Divvy::Parallelizable
+          def dispatch; 6.times { |i| yield i }; end
+          def perform(i)
+            File.write(File.join(ENV.fetch('MARKS'), "start-\#{i}"), Process.pid.to_s)
+            sleep 0.5
+            File.write(File.join(ENV.fetch('MARKS'), "done-\#{i}"), Process.pid.to_s)
+          end
+        end
+      RUBY
+      Dir.mkdir(File.join(dir, 'marks'))
+      pid = spawn_divvy('-v', '-n', 2, script, dir: dir, env: { 'MARKS' => File.join(dir, 'marks') })
+      eventually { marks(dir, 'start').size >= 1 }
+      first = marks(dir, 'start').first
+      Process.kill(:INT, File.read(File.join(dir, 'marks', "start-#{first}")).to_i)
+      expect(wait_for(pid).exitstatus).to eq(0)
+      expect(marks(dir, 'done')).to eq((0...6).to_a)
+      expect(File.read(File.join(dir, 'stderr')).scan(/started/).size).to eq(3)
+    end
+  end
+end
