@@ -127,8 +127,9 @@ RSpec.describe 'signals' do
       Dir.mkdir(File.join(dir, 'marks'))
       pid = spawn_divvy('-v', '-n', 2, script, dir: dir, env: { 'MARKS' => File.join(dir, 'marks') })
       eventually { marks(dir, 'start').size >= 1 }
-      first = marks(dir, 'start').first
-      Process.kill(:INT, File.read(File.join(dir, 'marks', "start-#{first}")).to_i)
+      marker = File.join(dir, 'marks', "start-#{marks(dir, 'start').first}")
+      eventually { File.size(marker).positive? }
+      Process.kill(:INT, File.read(marker).to_i)
       expect(wait_for(pid).exitstatus).to eq(0)
       expect(marks(dir, 'done')).to eq((0...6).to_a)
       expect(File.read(File.join(dir, 'stderr')).scan(/started/).size).to eq(3)

@@ -94,11 +94,13 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
                 Frame::Failed(failure)
             }
         };
-        PERFORMING.store(false, Ordering::SeqCst);
         // An item's output is out before its answer: nothing is lost if the
         // worker is killed later, and nothing waits for the worker's exit.
         flush_all();
         send(&child.ends.result_tx, &answer);
+        // Cleared only once the answer is sent: a trap that runs during the
+        // flush must not leave with the item performed but unanswered.
+        PERFORMING.store(false, Ordering::SeqCst);
         if LEAVE_REQUESTED.load(Ordering::SeqCst) {
             say_bye_and_leave();
         }
@@ -110,13 +112,19 @@ fn perform(ruby: &Ruby, child: &Child<'_>, payload: &[u8]) -> Result<(), Error> 
     // The array stays on this stack frame, so the values in the slice are
     // reachable for the whole call.
     let values: Vec<Value> = args.into_iter().collect();
-    let _: Value = child.task.funcall(child.perform_method, values.as_slice())?;
+    let _: Value = child
+        .task
+        .funcall(child.perform_method, values.as_slice())?;
     Ok(())
 }
 
 /// Reads the next `Task` frame. Waits through Ruby so signal traps run.
 /// Returns `None` at end-of-file: the master is done with this worker.
-fn next_task(ruby: &Ruby, task_rx: &OwnedFd, decoder: &mut Decoder) -> Result<Option<Vec<u8>>, Error> {
+fn next_task(
+    ruby: &Ruby,
+    task_rx: &OwnedFd,
+    decoder: &mut Decoder,
+) -> Result<Option<Vec<u8>>, Error> {
     loop {
         match decoder.next_frame() {
             Ok(Some(Frame::Task(payload))) => return Ok(Some(payload)),
@@ -153,7 +161,7 @@ fn next_task(ruby: &Ruby, task_rx: &OwnedFd, decoder: &mut Decoder) -> Result<Op
 
 /// Turns an exception raised by `perform` into a report for the master.
 pub fn describe(error: &Error) -> Failure {
-    match error.value().and_then(|value| Exception::from_value(value)) {
+    match error.value().and_then(Exception::from_value) {
         Some(exception) => {
             let class_name = unsafe { exception.classname() }.into_owned();
             let message = exception
@@ -191,7 +199,11 @@ fn send(result_tx: &OwnedFd, frame: &Frame) {
     }
 }
 
-fn on_interrupt(ruby: &Ruby, _args: &[Value], _block: Option<magnus::block::Proc>) -> Result<(), Error> {
+fn on_interrupt(
+    _ruby: &Ruby,
+    _args: &[Value],
+    _block: Option<magnus::block::Proc>,
+) -> Result<(), Error> {
     if PERFORMING.load(Ordering::SeqCst) {
         LEAVE_REQUESTED.store(true, Ordering::SeqCst);
     } else {

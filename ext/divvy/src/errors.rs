@@ -63,7 +63,11 @@ pub fn init(ruby: &Ruby, divvy: RModule) -> Result<(), Error> {
 /// Returns the `Shutdown` class, for its readers.
 pub fn init_master_errors(ruby: &Ruby, master: RClass) -> Result<ExceptionClass, Error> {
     let base = class(ruby, Kind::Divvy);
-    remember(ruby, &BOOT_FAILURE, master.define_error("BootFailure", base)?);
+    remember(
+        ruby,
+        &BOOT_FAILURE,
+        master.define_error("BootFailure", base)?,
+    );
     let shutdown = master.define_error("Shutdown", base)?;
     remember(ruby, &SHUTDOWN, shutdown);
     Ok(shutdown)

@@ -61,7 +61,10 @@ impl Master {
         if !(2..=3).contains(&args.len()) {
             return Err(Error::new(
                 ruby.exception_arg_error(),
-                format!("wrong number of arguments (given {}, expected 2..3)", args.len()),
+                format!(
+                    "wrong number of arguments (given {}, expected 2..3)",
+                    args.len()
+                ),
             ));
         }
         let (task, count) = (args[0], args[1]);
@@ -83,7 +86,10 @@ impl Master {
             .ok_or_else(|| {
                 divvy_error(
                     ruby,
-                    format!("worker count must be a positive Integer, got {}", count.inspect()),
+                    format!(
+                        "worker count must be a positive Integer, got {}",
+                        count.inspect()
+                    ),
                 )
             })? as usize;
         let workers = (1..=worker_count)
@@ -113,7 +119,10 @@ impl Master {
     /// items in flight finished).
     fn run(ruby: &Ruby, rb_self: Obj<Master>) -> Result<(), Error> {
         if !rb_self.is_master_process() {
-            return Err(divvy_error(ruby, "Divvy::Master#run called in a worker process"));
+            return Err(divvy_error(
+                ruby,
+                "Divvy::Master#run called in a worker process",
+            ));
         }
         if rb_self.running.replace(true) {
             return Err(divvy_error(ruby, "Divvy::Master#run is already running"));
@@ -222,10 +231,7 @@ pub fn init(ruby: &Ruby, divvy: RModule) -> Result<(), Error> {
         "tasks_distributed",
         method!(|m: &Master| m.stats.tasks_distributed.get(), 0),
     )?;
-    class.define_method(
-        "failures",
-        method!(|m: &Master| m.stats.failures.get(), 0),
-    )?;
+    class.define_method("failures", method!(|m: &Master| m.stats.failures.get(), 0))?;
     class.define_method(
         "spawn_count",
         method!(|m: &Master| m.stats.spawn_count.get(), 0),

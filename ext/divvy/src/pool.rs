@@ -194,13 +194,6 @@ impl Pool {
     pub fn in_flight(&self) -> usize {
         self.slots.iter().map(|slot| slot.held.len()).sum()
     }
-
-    /// Returns true when a worker is booting or ready to take items.
-    pub fn any_taking_items(&self) -> bool {
-        self.slots
-            .iter()
-            .any(|slot| matches!(slot.state, SlotState::Booting | SlotState::Ready))
-    }
 }
 
 #[cfg(test)]
@@ -259,7 +252,10 @@ mod tests {
             pool.answer(0, Some(failure.clone())),
             Ok(Answer::Failed(item(1), failure))
         );
-        assert_eq!(pool.answer(0, None), Err(BookkeepingError::UnexpectedAnswer));
+        assert_eq!(
+            pool.answer(0, None),
+            Err(BookkeepingError::UnexpectedAnswer)
+        );
     }
 
     #[test]
@@ -290,7 +286,6 @@ mod tests {
         pool.assign(0, item(5));
         assert_eq!(pool.said_bye(0), vec![item(5)]);
         assert_eq!(pool.least_loaded(), None);
-        assert!(!pool.any_taking_items());
         assert_eq!(pool.reaped(0).performing, None);
     }
 }

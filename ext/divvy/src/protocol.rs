@@ -64,7 +64,10 @@ impl fmt::Display for ProtocolError {
         match self {
             ProtocolError::UnknownKind(kind) => write!(f, "unknown frame kind {kind}"),
             ProtocolError::UnexpectedPayload { kind, len } => {
-                write!(f, "frame kind {kind} carries no payload but announced {len} bytes")
+                write!(
+                    f,
+                    "frame kind {kind} carries no payload but announced {len} bytes"
+                )
             }
             ProtocolError::TooLong(len) => write!(f, "frame payload of {len} bytes is too long"),
             ProtocolError::MalformedFailure => write!(f, "malformed failure report"),
@@ -182,6 +185,7 @@ impl Decoder {
     }
 
     /// Appends bytes read from the stream.
+    #[cfg(test)]
     pub fn push(&mut self, bytes: &[u8]) {
         self.compact();
         self.buffer.extend_from_slice(bytes);
@@ -203,6 +207,7 @@ impl Decoder {
     }
 
     /// True when bytes of an unfinished frame are buffered.
+    #[cfg(test)]
     pub fn has_partial(&self) -> bool {
         self.start < self.buffer.len()
     }
@@ -320,7 +325,10 @@ mod tests {
             spare[..chunk.len()].copy_from_slice(chunk);
             decoder.commit(65_536, chunk.len());
         }
-        assert_eq!(decoder.next_frame().unwrap(), Some(Frame::Task(vec![7; 100_000])));
+        assert_eq!(
+            decoder.next_frame().unwrap(),
+            Some(Frame::Task(vec![7; 100_000]))
+        );
     }
 
     #[test]

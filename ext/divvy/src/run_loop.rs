@@ -59,8 +59,15 @@ pub struct RunLoop {
 /// Something that happened to a worker, reported after the borrow ends.
 enum Event {
     Performed,
-    Failed { slot: usize, item: Item, failure: Failure },
-    Protocol { slot: usize, problem: String },
+    Failed {
+        slot: usize,
+        item: Item,
+        failure: Failure,
+    },
+    Protocol {
+        slot: usize,
+        problem: String,
+    },
 }
 
 impl RunLoop {
@@ -94,8 +101,70 @@ impl RunLoop {
         Ok(None)
     }
 
+    /// Reads what the worker in `slot` has sent and settles each frame,
+    /// pushing what needs reporting onto `events`.
+    fn read_frames(&mut self, slot: usize, events: &mut Vec<Event>) -> std::io::Result<()> {
+        let Some(link) = self.links[slot].as_mut() else {
+            return Ok(());
+        };
+        link.receive()?;
+        loop {
+            let frame = match link.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(error) => {
+                    events.push(Event::Protocol {
+                        slot,
+                        problem: format!("sent a malformed frame ({error})"),
+                    });
+                    break;
+                }
+            };
+            match frame {
+                Frame::Ready => {
+                    self.pool.booted(slot);
+                    self.boot_deaths_in_a_row = 0;
+                }
+                Frame::Done | Frame::Failed(_) => {
+                    let failure = match frame {
+                        Frame::Failed(failure) => Some(failure),
+                        _ => None,
+                    };
+                    match self.pool.answer(slot, failure) {
+                        Ok(Answer::Performed(_)) => events.push(Event::Performed),
+                        Ok(Answer::Failed(item, failure)) => events.push(Event::Failed {
+                            slot,
+                            item,
+                            failure,
+                        }),
+                        Err(_) => events.push(Event::Protocol {
+                            slot,
+                            problem: String::from("answered for an item it does not hold"),
+                        }),
+                    }
+                }
+                Frame::Bye => {
+                    let unstarted = self.pool.said_bye(slot);
+                    for item in unstarted.into_iter().rev() {
+                        self.requeued.push_front(item);
+                    }
+                }
+                Frame::Task(_) => events.push(Event::Protocol {
+                    slot,
+                    problem: String::from("sent a task frame to the master"),
+                }),
+            }
+        }
+        Ok(())
+    }
+
     fn descriptors_for_child(&self) -> Vec<RawFd> {
-        let mut fds: Vec<RawFd> = self.links.iter().flatten().flat_map(Link::raw_fds).collect();
+        let mut fds: Vec<RawFd> = self
+            .links
+            .iter()
+            .flatten()
+            .flat_map(Link::raw_fds)
+            .collect();
         fds.extend(self.wake.raw_fds());
         fds
     }
@@ -108,7 +177,11 @@ impl RunLoop {
     }
 }
 
-fn with_loop<R>(ruby: &Ruby, master: &Master, f: impl FnOnce(&mut RunLoop) -> R) -> Result<R, Error> {
+fn with_loop<R>(
+    ruby: &Ruby,
+    master: &Master,
+    f: impl FnOnce(&mut RunLoop) -> R,
+) -> Result<R, Error> {
     let mut guard = master
         .run_loop()
         .try_borrow_mut()
@@ -148,7 +221,11 @@ fn drive(ruby: &Ruby, master: Obj<Master>) -> Result<(), Error> {
     finish(ruby, &master)?;
     dispatched?;
     if let Stop::Drain | Stop::Abort = with_loop(ruby, &master, |lp| lp.stop)? {
-        return Err(shutdown_error(ruby, &master, "after the items in flight finished"));
+        return Err(shutdown_error(
+            ruby,
+            &master,
+            "after the items in flight finished",
+        ));
     }
     Ok(())
 }
@@ -205,7 +282,9 @@ fn on_item(ruby: &Ruby, master: &Master, tag: Value, args: &[Value]) -> Result<V
             }
         } else {
             let stats = master.stats();
-            stats.tasks_distributed.set(stats.tasks_distributed.get() + 1);
+            stats
+                .tasks_distributed
+                .set(stats.tasks_distributed.get() + 1);
         }
     }
     Ok(ruby.qnil().as_value())
@@ -274,7 +353,11 @@ fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
                 owners.push(Some(slot));
             }
         }
-        let timeout = if hung_up_waiting { 5 } else { REAP_INTERVAL.as_millis() as i32 };
+        let timeout = if hung_up_waiting {
+            5
+        } else {
+            REAP_INTERVAL.as_millis() as i32
+        };
         (fds, owners, lp.wake.write_raw_fd(), timeout)
     })?;
 
@@ -298,24 +381,7 @@ fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
 
     let events = with_loop(ruby, master, |lp| collect(lp, &fds, &owners, check_all))?
         .map_err(|err| os_error(ruby, "talking to workers", err))?;
-    for event in events {
-        match event {
-            Event::Performed => {
-                let stats = master.stats();
-                stats.performed.set(stats.performed.get() + 1);
-            }
-            Event::Failed {
-                slot,
-                item,
-                failure,
-            } => report_failure(ruby, master, slot, &item, &failure)?,
-            Event::Protocol { slot, problem } => {
-                let worker = master.worker(ruby, slot);
-                say(ruby, &format!("{}: {problem}; killing it", label(&worker)))?;
-                let _: bool = worker.funcall("kill", ("KILL",))?;
-            }
-        }
-    }
+    handle(ruby, master, events)?;
     reap(ruby, master, check_all)?;
 
     let stop = signals::requested_stop();
@@ -352,61 +418,38 @@ fn collect(
         if pollfd.revents == 0 {
             continue;
         }
-        let Some(link) = lp.links[slot].as_mut() else { continue };
         if pollfd.events == libc::POLLOUT {
-            link.flush()?;
+            if let Some(link) = lp.links[slot].as_mut() {
+                link.flush()?;
+            }
             continue;
         }
-        link.receive()?;
-        loop {
-            let frame = match link.next_frame() {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(error) => {
-                    events.push(Event::Protocol {
-                        slot,
-                        problem: format!("sent a malformed frame ({error})"),
-                    });
-                    break;
-                }
-            };
-            match frame {
-                Frame::Ready => {
-                    lp.pool.booted(slot);
-                    lp.boot_deaths_in_a_row = 0;
-                }
-                Frame::Done | Frame::Failed(_) => {
-                    let failure = match frame {
-                        Frame::Failed(failure) => Some(failure),
-                        _ => None,
-                    };
-                    match lp.pool.answer(slot, failure) {
-                        Ok(Answer::Performed(_)) => events.push(Event::Performed),
-                        Ok(Answer::Failed(item, failure)) => events.push(Event::Failed {
-                            slot,
-                            item,
-                            failure,
-                        }),
-                        Err(_) => events.push(Event::Protocol {
-                            slot,
-                            problem: String::from("answered for an item it does not hold"),
-                        }),
-                    }
-                }
-                Frame::Bye => {
-                    let unstarted = lp.pool.said_bye(slot);
-                    for item in unstarted.into_iter().rev() {
-                        lp.requeued.push_front(item);
-                    }
-                }
-                Frame::Task(_) => events.push(Event::Protocol {
-                    slot,
-                    problem: String::from("sent a task frame to the master"),
-                }),
+        lp.read_frames(slot, &mut events)?;
+    }
+    Ok(events)
+}
+
+/// Reports and counts what `read_frames` found.
+fn handle(ruby: &Ruby, master: &Master, events: Vec<Event>) -> Result<(), Error> {
+    for event in events {
+        match event {
+            Event::Performed => {
+                let stats = master.stats();
+                stats.performed.set(stats.performed.get() + 1);
+            }
+            Event::Failed {
+                slot,
+                item,
+                failure,
+            } => report_failure(ruby, master, slot, &item, &failure)?,
+            Event::Protocol { slot, problem } => {
+                let worker = master.worker(ruby, slot);
+                say(ruby, &format!("{}: {problem}; killing it", label(&worker)))?;
+                let _: bool = worker.funcall("kill", ("KILL",))?;
             }
         }
     }
-    Ok(events)
+    Ok(())
 }
 
 /// Reaps workers that exited: those whose pipe hung up, or every live one
@@ -425,6 +468,14 @@ fn reap(ruby: &Ruby, master: &Master, check_all: bool) -> Result<(), Error> {
     })?;
     for (slot, pid) in candidates {
         if let Some(status) = try_wait(ruby, pid)? {
+            // What the worker wrote before it exited is settled first: an
+            // item it answered is not reported as lost.
+            let events = with_loop(ruby, master, |lp| {
+                let mut events = Vec::new();
+                lp.read_frames(slot, &mut events).map(|()| events)
+            })?
+            .map_err(|err| os_error(ruby, "reading from a worker", err))?;
+            handle(ruby, master, events)?;
             settle_exit(ruby, master, slot, pid, status)?;
         }
     }
@@ -432,7 +483,13 @@ fn reap(ruby: &Ruby, master: &Master, check_all: bool) -> Result<(), Error> {
 }
 
 /// Accounts for a reaped worker: its item, its slot, the report.
-fn settle_exit(ruby: &Ruby, master: &Master, slot: usize, pid: i32, status: Value) -> Result<(), Error> {
+fn settle_exit(
+    ruby: &Ruby,
+    master: &Master,
+    slot: usize,
+    pid: i32,
+    status: Value,
+) -> Result<(), Error> {
     let exit = Exit::from_status(status)?;
     let worker = master.worker(ruby, slot);
     let known_status = exit != Exit::Unknown;
@@ -459,11 +516,18 @@ fn settle_exit(ruby: &Ruby, master: &Master, slot: usize, pid: i32, status: Valu
         stats.failures.set(stats.failures.get() + 1);
         say(
             ruby,
-            &format!("{who} {} while performing {}", exit.describe(), describe_item(ruby, item)),
+            &format!(
+                "{who} {} while performing {}",
+                exit.describe(),
+                describe_item(ruby, item)
+            ),
         )?;
     } else if departure.during_boot {
         stats.failures.set(stats.failures.get() + 1);
-        say(ruby, &format!("{who} {} before it was ready", exit.describe()))?;
+        say(
+            ruby,
+            &format!("{who} {} before it was ready", exit.describe()),
+        )?;
         let (deaths, limit) = with_loop(ruby, master, |lp| {
             (lp.boot_deaths_in_a_row, master.worker_count().max(3))
         })?;
@@ -548,7 +612,10 @@ fn spawn(ruby: &Ruby, master: &Master, slot: usize) -> Result<(), Error> {
     let stats = master.stats();
     stats.spawn_count.set(stats.spawn_count.get() + 1);
     if master.verbose() {
-        say(ruby, &format!("worker {} (pid {pid}) started", worker.number()))?;
+        say(
+            ruby,
+            &format!("worker {} (pid {pid}) started", worker.number()),
+        )?;
     }
     Ok(())
 }
@@ -567,11 +634,15 @@ fn perform_method(ruby: &Ruby, task: Value) -> Result<&'static str, Error> {
         .define_module("Divvy")?
         .const_get::<_, Value>("Parallelizable")
         .ok();
-    Ok(if owner.is_nil() || Some(owner).is_some_and(|o| default_owner.is_some_and(|d| o.eql(d).unwrap_or(false))) {
-        "process"
-    } else {
-        "perform"
-    })
+    Ok(
+        if owner.is_nil()
+            || Some(owner).is_some_and(|o| default_owner.is_some_and(|d| o.eql(d).unwrap_or(false)))
+        {
+            "process"
+        } else {
+            "perform"
+        },
+    )
 }
 
 /// Stops every live worker: TERM, a grace period, then KILL; reaps them all.
@@ -702,4 +773,3 @@ fn error_message(error: &Error) -> String {
         None => error.to_string(),
     }
 }
-

@@ -55,6 +55,10 @@ pub fn last_signal() -> i32 {
     LAST_SIGNAL.load(Ordering::SeqCst) as i32
 }
 
+/// A signal trap written in Rust: receives the signal number as its only
+/// argument.
+pub type TrapHandler = fn(&Ruby, &[Value], Option<magnus::block::Proc>) -> Result<(), Error>;
+
 /// The master's traps while a run is active, and the handlers they replaced.
 pub struct Traps {
     previous: RArray,
@@ -64,7 +68,11 @@ fn signal_module(ruby: &Ruby) -> Result<RModule, Error> {
     ruby.class_object().const_get("Signal")
 }
 
-fn master_handler(_ruby: &Ruby, args: &[Value], _block: Option<magnus::block::Proc>) -> Result<(), Error> {
+fn master_handler(
+    _ruby: &Ruby,
+    args: &[Value],
+    _block: Option<magnus::block::Proc>,
+) -> Result<(), Error> {
     let signo = args
         .first()
         .and_then(|value| i64::try_convert(*value).ok())
@@ -116,10 +124,7 @@ impl Traps {
 /// `after_fork` (which may install its own).
 ///
 /// Raises what `Signal.trap` raises.
-pub fn install_worker_traps(
-    ruby: &Ruby,
-    on_interrupt: fn(&Ruby, &[Value], Option<magnus::block::Proc>) -> Result<(), Error>,
-) -> Result<(), Error> {
+pub fn install_worker_traps(ruby: &Ruby, on_interrupt: TrapHandler) -> Result<(), Error> {
     let signal = signal_module(ruby)?;
     let handler = ruby.proc_new(on_interrupt);
     let _: Value = signal.funcall("trap", ("INT", handler))?;

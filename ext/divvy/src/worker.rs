@@ -4,8 +4,8 @@
 use std::cell::Cell;
 
 use magnus::{
-    gc, method, prelude::*, typed_data::Obj, value::Opaque, DataTypeFunctions, Error,
-    RModule, Ruby, TypedData, Value,
+    gc, method, prelude::*, typed_data::Obj, value::Opaque, DataTypeFunctions, Error, RModule,
+    Ruby, TypedData, Value,
 };
 
 /// A worker slot as Ruby sees it.
@@ -76,7 +76,11 @@ impl Worker {
     }
 
     fn inspect(&self) -> String {
-        let state = if self.is_running() { "running" } else { "stopped" };
+        let state = if self.is_running() {
+            "running"
+        } else {
+            "stopped"
+        };
         match self.pid.get() {
             Some(pid) => format!("#<Divvy::Worker {} pid={} {}>", self.number, pid, state),
             None => format!("#<Divvy::Worker {} not started>", self.number),
