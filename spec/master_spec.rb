@@ -373,7 +373,8 @@ require 'divvy'
         puts [master.failures, master.spawn_count, master.tasks_distributed].inspect
       RUBY
       expect(result.stdout).to eq("[5, 2, 10]\n")
-      expect(result.stderr.lines.size).to eq(5)
+      expect(result.stderr.lines.grep(/failed performing \[\d\]: RuntimeError: odd \d/).size).to eq(5)
+      expect(result.stderr.lines.last).to match(/\Adivvy: 5 performed, 5 failed, 0 retried, 0 workers respawned in \d+\.\d\ds\n\z/)
     end
   end
 end

@@ -21,18 +21,21 @@ module Divvy
       @stderr = stderr
       @workers = nil
       @verbose = false
+      @retries = 0
+      @timeout = nil
     end
 
     # Runs the command. Returns the process exit status: 0 when every item
-    # was performed, 1 when an item or worker failed or the script could not
-    # be run, 2 for a usage error, 128 + the signal number when a signal
-    # stopped the run.
+    # was performed, 1 when an item finally failed, workers could not boot or
+    # the script could not be run, 2 for a usage error, 128 + the signal
+    # number when a signal stopped the run.
     def run
       script = parse
       task = load_script(script)
-      master = Divvy::Master.new(task, @workers || Etc.nprocessors, @verbose)
+      master = Divvy::Master.new(task, @workers || Etc.nprocessors, @verbose,
+                                 retries: @retries, timeout: @timeout)
       master.run
-      master.failures.zero? ? 0 : 1
+      master.items_failed.zero? ? 0 : 1
     rescue UsageError, OptionParser::ParseError => e
       fail_with(USAGE, "#{e.message}\n#{parser.banner}")
     rescue Divvy::Master::Shutdown => e
@@ -46,7 +49,7 @@ module Divvy
 
     def parser
       @parser ||= OptionParser.new do |opts|
-        opts.banner = 'Usage: divvy [-n WORKERS] [-v] SCRIPT [ARGS...]'
+        opts.banner = 'Usage: divvy [-n WORKERS] [-r RETRIES] [-t SECONDS] [-v] SCRIPT [ARGS...]'
         opts.separator ''
         opts.separator 'Runs the Divvy::Parallelizable task defined in SCRIPT on WORKERS forked'
         opts.separator 'processes. ARGS are passed to the script as ARGV.'
@@ -57,7 +60,17 @@ module Divvy
 
           @workers = count
         end
-        opts.on('-v', '--verbose', 'log worker starts, exits and respawns; print backtraces') do
+        opts.on('-r', '--retries N', Integer, 'try a failed item up to N more times (default: 0)') do |count|
+          raise UsageError, "invalid retry count: #{count} (must be 0 or more)" if count.negative?
+
+          @retries = count
+        end
+        opts.on('-t', '--timeout SECONDS', Float, 'stop a worker whose item takes longer (default: none)') do |seconds|
+          raise UsageError, "invalid timeout: #{seconds} (must be more than 0)" unless seconds.positive? && seconds.finite?
+
+          @timeout = seconds
+        end
+        opts.on('-v', '--verbose', 'log worker starts, exits, respawns and retries; print backtraces') do
           @verbose = true
         end
         opts.on('-h', '--help', 'show this help') do

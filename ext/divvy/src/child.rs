@@ -6,14 +6,16 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-use magnus::{prelude::*, typed_data::Obj, Error, Exception, RArray, Ruby, Value};
+use magnus::{prelude::*, typed_data::Obj, Error, RArray, Ruby, Value};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::{getppid, read, write};
 
+use crate::arity::Arity;
+use crate::errors::failure_of;
 use crate::link::{WorkerEnds, READ_CHUNK};
 use crate::marshal;
-use crate::protocol::{Decoder, Failure, Frame};
+use crate::protocol::{Decoder, Frame};
 use crate::signals::install_worker_traps;
 use crate::stdio::{flush_all, say};
 use crate::worker::Worker;
@@ -77,6 +79,7 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
         .funcall::<_, _, magnus::RArray>("caller", (0,))
         .map(|frames| frames.len())
         .unwrap_or(0);
+    let arity = perform_arity(child.task, child.perform_method);
     let mut decoder = Decoder::new();
     loop {
         let payload = match next_task(ruby, &child.ends.task_rx, &mut decoder) {
@@ -85,10 +88,10 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
             Err(error) => report_and_leave(ruby, &format!("{label} stopped"), &error),
         };
         PERFORMING.store(true, Ordering::SeqCst);
-        let answer = match perform(ruby, &child, &payload) {
+        let answer = match perform(ruby, &child, arity, &payload) {
             Ok(()) => Frame::Done,
             Err(error) => {
-                let mut failure = describe(&error);
+                let mut failure = failure_of(&error);
                 let own = failure.backtrace.len().saturating_sub(inherited_frames);
                 failure.backtrace.truncate(own);
                 Frame::Failed(failure)
@@ -107,8 +110,39 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
     }
 }
 
-fn perform(ruby: &Ruby, child: &Child<'_>, payload: &[u8]) -> Result<(), Error> {
+/// Reads the parameters of the task's perform method; `None` when Ruby
+/// cannot tell (a `method_missing` task), and the call decides.
+fn perform_arity(task: Value, method: &str) -> Option<Arity> {
+    let parameters: RArray = task
+        .funcall::<_, _, Value>("method", (method,))
+        .and_then(|method| method.funcall("parameters", ()))
+        .ok()?;
+    let kinds: Vec<String> = parameters
+        .into_iter()
+        .filter_map(|pair| RArray::try_convert(pair).ok())
+        .filter_map(|pair| pair.entry::<magnus::Symbol>(0).ok())
+        .filter_map(|kind| kind.name().ok().map(|name| name.into_owned()))
+        .collect();
+    Some(Arity::from_kinds(kinds.iter().map(String::as_str)))
+}
+
+fn perform(
+    ruby: &Ruby,
+    child: &Child<'_>,
+    arity: Option<Arity>,
+    payload: &[u8],
+) -> Result<(), Error> {
     let args = RArray::try_convert(marshal::load(ruby, payload)?)?;
+    if let Some(arity) = arity.filter(|arity| !arity.accepts(args.len())) {
+        let class_name = unsafe { child.task.classname() }.into_owned();
+        let message = format!(
+            "{class_name}#{} takes {} but the item has {}",
+            child.perform_method,
+            arity.describe(),
+            args.len()
+        );
+        return Err(ruby.exception_arg_error().new_instance((message,))?.into());
+    }
     // The array stays on this stack frame, so the values in the slice are
     // reachable for the whole call.
     let values: Vec<Value> = args.into_iter().collect();
@@ -159,33 +193,6 @@ fn next_task(
     }
 }
 
-/// Turns an exception raised by `perform` into a report for the master.
-pub fn describe(error: &Error) -> Failure {
-    match error.value().and_then(Exception::from_value) {
-        Some(exception) => {
-            let class_name = unsafe { exception.classname() }.into_owned();
-            let message = exception
-                .funcall::<_, _, String>("message", ())
-                .unwrap_or_else(|_| String::from("(message raised)"));
-            let backtrace = exception
-                .funcall::<_, _, Option<Vec<String>>>("backtrace", ())
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            Failure {
-                class_name,
-                message,
-                backtrace,
-            }
-        }
-        None => Failure {
-            class_name: String::from("LocalJumpError"),
-            message: format!("perform left by a non-local jump: {error}"),
-            backtrace: Vec::new(),
-        },
-    }
-}
-
 fn send(result_tx: &OwnedFd, frame: &Frame) {
     let bytes = frame.encode();
     let mut sent = 0;
@@ -223,7 +230,7 @@ fn say_bye_and_leave() -> ! {
 }
 
 fn report_and_leave(ruby: &Ruby, context: &str, error: &Error) -> ! {
-    let failure = describe(error);
+    let failure = failure_of(error);
     let _ = say(
         ruby,
         &format!("{context}: {}: {}", failure.class_name, failure.message),

@@ -42,14 +42,23 @@ impl Exit {
         self == Exit::Exited(0)
     }
 
+    /// The name of the signal that killed the process ("SIGKILL"), or an
+    /// empty string when no signal did.
+    pub fn signal_name(self) -> String {
+        match self {
+            Exit::Signaled(signo) => match Signal::try_from(signo) {
+                Ok(signal) => signal.as_str().to_string(),
+                Err(_) => format!("signal {signo}"),
+            },
+            _ => String::new(),
+        }
+    }
+
     /// Describes the end: "died by SIGKILL", "exited with status 1".
     pub fn describe(self) -> String {
         match self {
             Exit::Exited(code) => format!("exited with status {code}"),
-            Exit::Signaled(signo) => match Signal::try_from(signo) {
-                Ok(signal) => format!("died by {}", signal.as_str()),
-                Err(_) => format!("died by signal {signo}"),
-            },
+            Exit::Signaled(_) => format!("died by {}", self.signal_name()),
             Exit::Unknown => String::from("exited (its status was reaped elsewhere)"),
         }
     }

@@ -1,6 +1,7 @@
 //! divvy's native core: a forking parallel task runner for Ruby. Each module
 //! is one concept; `init` binds the Ruby classes in order.
 
+mod arity;
 mod child;
 mod errors;
 mod exit;
@@ -8,11 +9,14 @@ mod link;
 mod marshal;
 mod master;
 mod nogvl;
+mod options;
+mod outcome;
 mod pool;
 mod protocol;
 mod run_loop;
 mod signals;
 mod stdio;
+mod supervisor;
 mod wake;
 mod worker;
 

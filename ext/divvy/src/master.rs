@@ -3,13 +3,19 @@
 //! `run_loop`; this file is the Ruby face: construction, readers, `run`.
 
 use std::cell::{Cell, RefCell};
+use std::time::Duration;
 
 use magnus::{
-    function, gc, method, prelude::*, typed_data::Obj, value::Opaque, DataTypeFunctions, Error,
-    RArray, RModule, Ruby, TypedData, Value,
+    function, gc, method,
+    prelude::*,
+    scan_args::{get_kwargs, scan_args},
+    typed_data::Obj,
+    value::Opaque,
+    DataTypeFunctions, Error, RArray, RHash, RModule, Ruby, TypedData, Value,
 };
 
 use crate::errors::divvy_error;
+use crate::options::{self, RunOptions};
 use crate::run_loop::{self, RunLoop};
 use crate::worker::{self, Worker};
 
@@ -18,9 +24,14 @@ use crate::worker::{self, Worker};
 pub struct Stats {
     /// Items sent to workers.
     pub tasks_distributed: Cell<u64>,
-    /// Items performed without raising.
+    /// Items finally performed.
     pub performed: Cell<u64>,
-    /// Items that raised, plus workers that died unexpectedly.
+    /// Items finally failed, after their retries.
+    pub failed: Cell<u64>,
+    /// Times an item was sent again after it failed.
+    pub retried: Cell<u64>,
+    /// Failures as they happened: each raise, death during an item or
+    /// timeout (retried or not), and each unexpected worker death.
     pub failures: Cell<u64>,
     /// Worker processes forked.
     pub spawn_count: Cell<u64>,
@@ -32,7 +43,7 @@ pub struct Stats {
 pub struct Master {
     task: Opaque<Value>,
     workers: Vec<Opaque<Obj<Worker>>>,
-    verbose: bool,
+    options: RunOptions,
     master_pid: i32,
     stats: Stats,
     shutdown_requested: Cell<bool>,
@@ -50,25 +61,31 @@ impl DataTypeFunctions for Master {
 }
 
 impl Master {
-    /// Master.new(task, worker_count, verbose = false): a master for `task`
-    /// (an object whose class includes `Divvy::Parallelizable`) with
-    /// `worker_count` worker slots, numbered from 1. Runs in the master;
-    /// starts no process.
+    /// Master.new(task, worker_count, verbose = false, retries: 0,
+    /// timeout: nil): a master for `task` (an object whose class includes
+    /// `Divvy::Parallelizable`) with `worker_count` worker slots, numbered
+    /// from 1. `retries` is how many more times a failed item is tried;
+    /// `timeout` bounds one item's `perform`, in seconds. Runs in the
+    /// master; starts no process.
     ///
     /// Raises `Divvy::Error` when `task` lacks `dispatch` or a perform
-    /// method, or `worker_count` is not a positive Integer.
+    /// method, `worker_count` is not a positive Integer, or an option is out
+    /// of range; `ArgumentError` for an unknown keyword.
     fn new(ruby: &Ruby, args: &[Value]) -> Result<Master, Error> {
-        if !(2..=3).contains(&args.len()) {
-            return Err(Error::new(
-                ruby.exception_arg_error(),
-                format!(
-                    "wrong number of arguments (given {}, expected 2..3)",
-                    args.len()
-                ),
-            ));
-        }
-        let (task, count) = (args[0], args[1]);
-        let verbose = args.get(2).is_some_and(|value| value.to_bool());
+        let args = scan_args::<(Value, Value), (Option<Value>,), (), (), RHash, ()>(args)?;
+        let (task, count) = args.required;
+        let (verbose,) = args.optional;
+        let keywords = get_kwargs::<_, (), (Option<Value>, Option<Value>), ()>(
+            args.keywords,
+            &[],
+            &["retries", "timeout"],
+        )?;
+        let (retries, timeout) = keywords.optional;
+        let options = RunOptions {
+            verbose: verbose.is_some_and(|value| value.to_bool()),
+            retries: parse_retries(ruby, retries)?,
+            timeout: parse_timeout(ruby, timeout)?,
+        };
         let responds = |name: &str| task.respond_to(name, true);
         if !responds("dispatch")? || !(responds("perform")? || responds("process")?) {
             return Err(divvy_error(
@@ -98,7 +115,7 @@ impl Master {
         Ok(Master {
             task: task.into(),
             workers,
-            verbose,
+            options,
             master_pid: std::process::id() as i32,
             stats: Stats::default(),
             shutdown_requested: Cell::new(false),
@@ -186,9 +203,24 @@ impl Master {
         self.workers.len()
     }
 
-    /// True when `-v` or `verbose = true` asked for worker lifecycle logs.
+    /// Master#verbose: true when worker lifecycle logs were asked for.
     pub fn verbose(&self) -> bool {
-        self.verbose
+        self.options.verbose
+    }
+
+    /// The run's options.
+    pub fn options(&self) -> RunOptions {
+        self.options
+    }
+
+    /// Master#retries: how many more times a failed item is tried.
+    fn retries(&self) -> u32 {
+        self.options.retries
+    }
+
+    /// Master#timeout: the bound on one item's `perform` in seconds, or nil.
+    fn timeout(&self) -> Option<f64> {
+        self.options.timeout.map(|timeout| timeout.as_secs_f64())
     }
 
     /// The pid of the master process.
@@ -210,6 +242,46 @@ impl Master {
     /// across a call into Ruby.
     pub fn run_loop(&self) -> &RefCell<Option<RunLoop>> {
         &self.run_loop
+    }
+}
+
+fn parse_retries(ruby: &Ruby, value: Option<Value>) -> Result<u32, Error> {
+    let Some(value) = value.filter(|value| !value.is_nil()) else {
+        return Ok(0);
+    };
+    let number = Some(value)
+        .filter(|value| value.is_kind_of(ruby.class_integer()))
+        .and_then(|value| i64::try_convert(value).ok());
+    match number {
+        Some(number) => options::retries(number).map_err(|message| divvy_error(ruby, message)),
+        None => Err(divvy_error(
+            ruby,
+            format!(
+                "retries must be a non-negative Integer, got {}",
+                value.inspect()
+            ),
+        )),
+    }
+}
+
+fn parse_timeout(ruby: &Ruby, value: Option<Value>) -> Result<Option<Duration>, Error> {
+    let Some(value) = value.filter(|value| !value.is_nil()) else {
+        return Ok(None);
+    };
+    let seconds = Some(value)
+        .filter(|value| value.is_kind_of(ruby.class_numeric()))
+        .and_then(|value| f64::try_convert(value).ok());
+    match seconds {
+        Some(seconds) => options::timeout(seconds)
+            .map(Some)
+            .map_err(|message| divvy_error(ruby, message)),
+        None => Err(divvy_error(
+            ruby,
+            format!(
+                "timeout must be a positive number of seconds, got {}",
+                value.inspect()
+            ),
+        )),
     }
 }
 
@@ -236,6 +308,20 @@ pub fn init(ruby: &Ruby, divvy: RModule) -> Result<(), Error> {
         "spawn_count",
         method!(|m: &Master| m.stats.spawn_count.get(), 0),
     )?;
+    class.define_method(
+        "items_performed",
+        method!(|m: &Master| m.stats.performed.get(), 0),
+    )?;
+    class.define_method(
+        "items_failed",
+        method!(|m: &Master| m.stats.failed.get(), 0),
+    )?;
+    class.define_method(
+        "items_retried",
+        method!(|m: &Master| m.stats.retried.get(), 0),
+    )?;
+    class.define_method("retries", method!(Master::retries, 0))?;
+    class.define_method("timeout", method!(Master::timeout, 0))?;
     let shutdown = crate::errors::init_master_errors(ruby, class)?;
     shutdown.define_method("signo", method!(shutdown_signo, 0))?;
     Ok(())

@@ -5,6 +5,7 @@
 //! back, never dropped.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use crate::protocol::Failure;
 
@@ -15,6 +16,8 @@ pub struct Item {
     pub index: u64,
     /// The Marshal dump of the argument array.
     pub payload: Vec<u8>,
+    /// Which try this is: 1 for the first, 2 for the first retry.
+    pub attempt: u32,
 }
 
 /// Where a worker is in its life.
@@ -39,6 +42,10 @@ pub struct Slot {
     pub state: SlotState,
     /// Items sent to the worker and not yet answered, oldest first.
     pub held: VecDeque<Item>,
+    /// When the worker started its oldest item, while it holds one.
+    pub started_at: Option<Instant>,
+    /// True once the worker overran the timeout and is being stopped.
+    pub timed_out: bool,
 }
 
 /// What a reaped worker leaves behind.
@@ -50,6 +57,8 @@ pub struct Departure {
     pub unstarted: Vec<Item>,
     /// True when it died before it booted.
     pub during_boot: bool,
+    /// True when it was stopped for overrunning the timeout.
+    pub timed_out: bool,
 }
 
 /// The answer a worker gave for its oldest item.
@@ -84,6 +93,8 @@ impl Pool {
                 pid: None,
                 state: SlotState::Down,
                 held: VecDeque::new(),
+                started_at: None,
+                timed_out: false,
             })
             .collect();
         Pool {
@@ -128,23 +139,32 @@ impl Pool {
             .map(|(index, _)| index)
     }
 
-    /// Records that `item` was sent to the worker at `index`.
-    pub fn assign(&mut self, index: usize, item: Item) {
-        self.slots[index].held.push_back(item);
+    /// Records that `item` was sent to the worker at `index` at `now`. An
+    /// idle worker starts it at once.
+    pub fn assign(&mut self, index: usize, item: Item, now: Instant) {
+        let slot = &mut self.slots[index];
+        if slot.held.is_empty() {
+            slot.started_at = Some(now);
+        }
+        slot.held.push_back(item);
     }
 
-    /// Settles the oldest item of the worker at `index` with its answer.
+    /// Settles the oldest item of the worker at `index` with its answer,
+    /// received at `now`, when the worker starts its next item.
     ///
     /// Returns an error when the worker holds no item.
     pub fn answer(
         &mut self,
         index: usize,
         failure: Option<Failure>,
+        now: Instant,
     ) -> Result<Answer, BookkeepingError> {
-        let item = self.slots[index]
+        let slot = &mut self.slots[index];
+        let item = slot
             .held
             .pop_front()
             .ok_or(BookkeepingError::UnexpectedAnswer)?;
+        slot.started_at = (!slot.held.is_empty()).then_some(now);
         Ok(match failure {
             None => Answer::Performed(item),
             Some(failure) => Answer::Failed(item, failure),
@@ -163,7 +183,41 @@ impl Pool {
     /// was never started. Returns them, to be sent elsewhere.
     pub fn said_bye(&mut self, index: usize) -> Vec<Item> {
         self.leaving(index);
-        self.slots[index].held.drain(..).collect()
+        let slot = &mut self.slots[index];
+        slot.started_at = None;
+        slot.held.drain(..).collect()
+    }
+
+    /// Returns the workers whose current item started `timeout` or longer
+    /// before `now` and that are not already being stopped for it.
+    pub fn overdue(&self, now: Instant, timeout: Duration) -> Vec<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| !slot.timed_out)
+            .filter(|(_, slot)| slot.started_at.is_some_and(|at| now >= at + timeout))
+            .map(|(index, _)| index)
+            .collect()
+    }
+
+    /// Returns when the next item will overrun `timeout`, if any runs.
+    pub fn next_deadline(&self, timeout: Duration) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter(|slot| !slot.timed_out)
+            .filter_map(|slot| slot.started_at)
+            .min()
+            .map(|at| at + timeout)
+    }
+
+    /// Records that the worker at `index` is being stopped for overrunning
+    /// the timeout: it takes no new items.
+    pub fn timed_out(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        slot.timed_out = true;
+        if slot.state == SlotState::Ready {
+            slot.state = SlotState::Leaving;
+        }
     }
 
     /// Records that the worker at `index` was reaped and returns what it
@@ -171,13 +225,16 @@ impl Pool {
     pub fn reaped(&mut self, index: usize) -> Departure {
         let slot = &mut self.slots[index];
         let during_boot = slot.state == SlotState::Booting;
+        let timed_out = std::mem::take(&mut slot.timed_out);
         slot.pid = None;
         slot.state = SlotState::Down;
+        slot.started_at = None;
         let performing = slot.held.pop_front();
         Departure {
             performing,
             unstarted: slot.held.drain(..).collect(),
             during_boot,
+            timed_out,
         }
     }
 
@@ -204,7 +261,14 @@ mod tests {
         Item {
             index,
             payload: vec![index as u8],
+            attempt: 1,
         }
+    }
+
+    fn at(millis: u64) -> Instant {
+        // Instants are opaque; offsets from one base keep tests exact.
+        thread_local!(static BASE: Instant = Instant::now());
+        BASE.with(|base| *base + Duration::from_millis(millis))
     }
 
     fn ready_pool(size: usize, window: usize) -> Pool {
@@ -230,10 +294,10 @@ mod tests {
     fn a_full_worker_takes_nothing_more() {
         let mut pool = ready_pool(2, 1);
         let first = pool.least_loaded().unwrap();
-        pool.assign(first, item(0));
+        pool.assign(first, item(0), at(0));
         let second = pool.least_loaded().unwrap();
         assert_ne!(first, second);
-        pool.assign(second, item(1));
+        pool.assign(second, item(1), at(0));
         assert_eq!(pool.least_loaded(), None);
         assert_eq!(pool.in_flight(), 2);
     }
@@ -241,19 +305,19 @@ mod tests {
     #[test]
     fn answers_settle_items_oldest_first() {
         let mut pool = ready_pool(1, 3);
-        pool.assign(0, item(0));
-        pool.assign(0, item(1));
-        assert_eq!(pool.answer(0, None), Ok(Answer::Performed(item(0))));
+        pool.assign(0, item(0), at(0));
+        pool.assign(0, item(1), at(0));
+        assert_eq!(pool.answer(0, None, at(0)), Ok(Answer::Performed(item(0))));
         let failure = Failure {
             class_name: "RuntimeError".into(),
             ..Failure::default()
         };
         assert_eq!(
-            pool.answer(0, Some(failure.clone())),
+            pool.answer(0, Some(failure.clone()), at(0)),
             Ok(Answer::Failed(item(1), failure))
         );
         assert_eq!(
-            pool.answer(0, None),
+            pool.answer(0, None, at(0)),
             Err(BookkeepingError::UnexpectedAnswer)
         );
     }
@@ -262,7 +326,7 @@ mod tests {
     fn a_dead_worker_gives_back_its_items() {
         let mut pool = ready_pool(1, 3);
         for index in 0..3 {
-            pool.assign(0, item(index));
+            pool.assign(0, item(index), at(0));
         }
         let departure = pool.reaped(0);
         assert_eq!(departure.performing, Some(item(0)));
@@ -281,9 +345,32 @@ mod tests {
     }
 
     #[test]
+    fn the_timeout_runs_from_when_the_worker_starts_the_item() {
+        let mut pool = ready_pool(2, 2);
+        let timeout = Duration::from_millis(100);
+        pool.assign(0, item(0), at(0));
+        pool.assign(0, item(1), at(10));
+        pool.assign(1, item(2), at(50));
+        assert_eq!(pool.next_deadline(timeout), Some(at(100)));
+        assert_eq!(pool.overdue(at(99), timeout), Vec::<usize>::new());
+        assert_eq!(pool.overdue(at(100), timeout), vec![0]);
+        // The second item starts when the first is answered.
+        pool.answer(0, None, at(120)).unwrap();
+        assert_eq!(pool.next_deadline(timeout), Some(at(150)));
+        assert_eq!(pool.overdue(at(160), timeout), vec![1]);
+        pool.timed_out(1);
+        assert_eq!(pool.overdue(at(200), timeout), Vec::<usize>::new());
+        assert_eq!(pool.least_loaded(), Some(0));
+        let departure = pool.reaped(1);
+        assert!(departure.timed_out);
+        assert_eq!(departure.performing, Some(item(2)));
+        assert!(!pool.slot(1).timed_out);
+    }
+
+    #[test]
     fn bye_returns_unstarted_items_and_stops_assignment() {
         let mut pool = ready_pool(1, 2);
-        pool.assign(0, item(5));
+        pool.assign(0, item(5), at(0));
         assert_eq!(pool.said_bye(0), vec![item(5)]);
         assert_eq!(pool.least_loaded(), None);
         assert_eq!(pool.reaped(0).performing, None);

@@ -1,6 +1,6 @@
-//! The master's run loop: forks workers, feeds them the items `dispatch`
-//! yields, collects their answers, reaps and replaces the dead, and obeys
-//! signals. Runs in the master only.
+//! The master's run loop: feeds workers the items `dispatch` yields, collects
+//! their answers, enforces the timeout and obeys signals. Forking, reaping
+//! and respawning are the `supervisor`'s. Runs in the master only.
 //!
 //! Invariant: the `RunLoop` borrow is never held across a call into Ruby
 //! (hooks, fork, Marshal, `$stderr`), so Ruby code run from those calls may
@@ -10,64 +10,76 @@ use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use magnus::{prelude::*, typed_data::Obj, value::Opaque, Error, Exception, Ruby, Value};
+use magnus::{prelude::*, typed_data::Obj, value::Opaque, Error, RObject, Ruby, Value};
 
-use crate::child::{self, Child};
 use crate::errors::{self, divvy_error, os_error, Kind};
-use crate::exit::{try_wait, Exit};
-use crate::link::{self, Link};
+use crate::link::Link;
 use crate::marshal;
 use crate::master::Master;
 use crate::nogvl::without_gvl;
-use crate::pool::{Answer, Item, Pool, SlotState};
+use crate::outcome::{self, item_failed, label, truncate, Cause};
+use crate::pool::{Answer, Item, Pool};
 use crate::protocol::{Failure, Frame};
 use crate::signals::{self, Stop, Traps};
 use crate::stdio::{flush_all, say};
+use crate::supervisor;
 use crate::wake::WakePipe;
 
-/// How long workers get to exit after TERM before they are killed.
-const TERM_GRACE: Duration = Duration::from_secs(3);
 /// How often live workers are checked for an exit the pipes did not show.
-const REAP_INTERVAL: Duration = Duration::from_millis(250);
+pub const REAP_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a worker stopped for a timeout gets between TERM and KILL.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 /// Items a worker holds at once.
 const WINDOW: usize = 1;
-/// The longest item description printed in a report.
-const ITEM_DESCRIPTION_LIMIT: usize = 200;
 
 /// Why the run cannot go on.
 #[derive(Debug, Clone)]
-enum Fatal {
+pub enum Fatal {
+    /// Workers keep dying before they boot.
     BootFailure(String),
+    /// A signal asked to stop at once.
     Abort,
 }
 
 /// The state of one `Master#run`.
 pub struct RunLoop {
-    pool: Pool,
-    links: Vec<Option<Link>>,
-    requeued: VecDeque<Item>,
+    /// Which worker holds what.
+    pub pool: Pool,
+    /// The pipes of each slot's current process.
+    pub links: Vec<Option<Link>>,
+    /// Items to send before asking `dispatch` for more: handed back by
+    /// workers that never started them, or due for a retry.
+    pub requeued: VecDeque<Item>,
+    /// Workers stopped for a timeout, and when they get KILL.
+    pub kill_at: Vec<(usize, Instant)>,
+    /// True once no new process should start: the run is ending.
+    pub closing: bool,
+    /// How the run is asked to stop.
+    pub stop: Stop,
+    /// Why the run cannot go on, once it cannot.
+    pub fatal: Option<Fatal>,
+    /// Workers that died before booting since one last booted.
+    pub boot_deaths_in_a_row: usize,
+    /// When every live worker was last checked for an exit.
+    pub last_reap_check: Instant,
+    /// Wakes the loop from signal traps and Ruby's unblock function.
+    pub wake: WakePipe,
     next_index: u64,
     dispatch_done: bool,
-    closing: bool,
-    stop: Stop,
-    fatal: Option<Fatal>,
-    boot_deaths_in_a_row: usize,
-    last_reap_check: Instant,
-    wake: WakePipe,
 }
 
-/// Something that happened to a worker, reported after the borrow ends.
-enum Event {
+/// Something a worker said, reported after the borrow ends.
+pub enum Event {
+    /// An item was performed.
     Performed,
+    /// An item raised.
     Failed {
         slot: usize,
         item: Item,
         failure: Failure,
     },
-    Protocol {
-        slot: usize,
-        problem: String,
-    },
+    /// The worker broke the protocol and must be killed.
+    Protocol { slot: usize, problem: String },
 }
 
 impl RunLoop {
@@ -76,14 +88,15 @@ impl RunLoop {
             pool: Pool::new(workers, WINDOW),
             links: (0..workers).map(|_| None).collect(),
             requeued: VecDeque::new(),
-            next_index: 0,
-            dispatch_done: false,
+            kill_at: Vec::new(),
             closing: false,
             stop: Stop::No,
             fatal: None,
             boot_deaths_in_a_row: 0,
             last_reap_check: Instant::now(),
             wake,
+            next_index: 0,
+            dispatch_done: false,
         }
     }
 
@@ -97,17 +110,18 @@ impl RunLoop {
             link.queue_task(&item.payload);
             link.flush()?;
         }
-        self.pool.assign(slot, item);
+        self.pool.assign(slot, item, Instant::now());
         Ok(None)
     }
 
     /// Reads what the worker in `slot` has sent and settles each frame,
     /// pushing what needs reporting onto `events`.
-    fn read_frames(&mut self, slot: usize, events: &mut Vec<Event>) -> std::io::Result<()> {
+    pub fn read_frames(&mut self, slot: usize, events: &mut Vec<Event>) -> std::io::Result<()> {
         let Some(link) = self.links[slot].as_mut() else {
             return Ok(());
         };
         link.receive()?;
+        let mut handed_back = Vec::new();
         loop {
             let frame = match link.next_frame() {
                 Ok(Some(frame)) => frame,
@@ -130,7 +144,7 @@ impl RunLoop {
                         Frame::Failed(failure) => Some(failure),
                         _ => None,
                     };
-                    match self.pool.answer(slot, failure) {
+                    match self.pool.answer(slot, failure, Instant::now()) {
                         Ok(Answer::Performed(_)) => events.push(Event::Performed),
                         Ok(Answer::Failed(item, failure)) => events.push(Event::Failed {
                             slot,
@@ -144,10 +158,7 @@ impl RunLoop {
                     }
                 }
                 Frame::Bye => {
-                    let unstarted = self.pool.said_bye(slot);
-                    for item in unstarted.into_iter().rev() {
-                        self.requeued.push_front(item);
-                    }
+                    handed_back.extend(self.pool.said_bye(slot));
                 }
                 Frame::Task(_) => events.push(Event::Protocol {
                     slot,
@@ -155,10 +166,20 @@ impl RunLoop {
                 }),
             }
         }
+        self.hand_back(&handed_back);
         Ok(())
     }
 
-    fn descriptors_for_child(&self) -> Vec<RawFd> {
+    /// Puts items that were never started back at the head of the queue, in
+    /// their order.
+    pub fn hand_back(&mut self, items: &[Item]) {
+        for item in items.iter().rev() {
+            self.requeued.push_front(item.clone());
+        }
+    }
+
+    /// The descriptors a forked worker must close: every master-side pipe.
+    pub fn descriptors_for_child(&self) -> Vec<RawFd> {
         let mut fds: Vec<RawFd> = self
             .links
             .iter()
@@ -169,7 +190,9 @@ impl RunLoop {
         fds
     }
 
-    fn should_respawn(&self) -> bool {
+    /// True when a dead worker should be replaced: the run goes on and has
+    /// items to send.
+    pub fn should_respawn(&self) -> bool {
         self.stop == Stop::No
             && self.fatal.is_none()
             && !self.closing
@@ -177,7 +200,10 @@ impl RunLoop {
     }
 }
 
-fn with_loop<R>(
+/// Runs `f` on the current run's state.
+///
+/// Raises `Divvy::Error` when a hook re-enters the loop or no run is active.
+pub fn with_loop<R>(
     ruby: &Ruby,
     master: &Master,
     f: impl FnOnce(&mut RunLoop) -> R,
@@ -195,23 +221,27 @@ fn with_loop<R>(
 /// Runs a whole `Master#run`: see `Master::run` for what it returns and
 /// raises.
 pub fn run(ruby: &Ruby, master: Obj<Master>) -> Result<(), Error> {
+    let started = Instant::now();
     let wake = WakePipe::open().map_err(|err| os_error(ruby, "opening a pipe", err))?;
     *master.run_loop().borrow_mut() = Some(RunLoop::new(master.worker_count(), wake));
     let outcome = Traps::install(ruby).and_then(|traps| {
         let outcome = drive(ruby, master);
         let outcome = match outcome {
             Ok(()) => Ok(()),
-            Err(error) => terminate_all(ruby, &master).and(Err(error)),
+            Err(error) => supervisor::terminate_all(ruby, &master).and(Err(error)),
         };
         traps.restore(ruby).and(outcome)
     });
     master.run_loop().borrow_mut().take();
+    if master.verbose() || master.stats().failures.get() > 0 {
+        outcome::summarize(ruby, &master, started.elapsed())?;
+    }
     outcome
 }
 
 fn drive(ruby: &Ruby, master: Obj<Master>) -> Result<(), Error> {
     for slot in 0..master.worker_count() {
-        spawn(ruby, &master, slot)?;
+        supervisor::spawn(ruby, &master, slot)?;
     }
     let dispatched = dispatch(ruby, master);
     with_loop(ruby, &master, |lp| lp.dispatch_done = true)?;
@@ -252,26 +282,24 @@ fn dispatch(ruby: &Ruby, master: Obj<Master>) -> Result<(), Error> {
 }
 
 /// Sends one item yielded by `dispatch`, waiting for a free worker.
+///
+/// Raises `Divvy::Error` when the item cannot be marshalled.
 fn on_item(ruby: &Ruby, master: &Master, tag: Value, args: &[Value]) -> Result<Value, Error> {
     if stopping(ruby, master)? {
         return ruby.module_kernel().funcall("throw", (tag,));
     }
     let array = ruby.ary_new_from_values(args);
-    let payload = marshal::dump(ruby, array.as_value()).map_err(|error| {
-        divvy_error(
-            ruby,
-            format!(
-                "cannot send item {} to a worker: {}",
-                truncate(array.inspect()),
-                error_message(&error)
-            ),
-        )
-    })?;
+    let payload = marshal::dump(ruby, array.as_value())
+        .map_err(|error| unmarshalable_item(ruby, args, &error))?;
     let index = with_loop(ruby, master, |lp| {
         lp.next_index += 1;
         lp.next_index - 1
     })?;
-    let mut pending = Some(Item { index, payload });
+    let mut pending = Some(Item {
+        index,
+        payload,
+        attempt: 1,
+    });
     while let Some(item) = pending.take() {
         pending = with_loop(ruby, master, |lp| lp.try_send(item))?
             .map_err(|err| os_error(ruby, "sending an item", err))?;
@@ -290,6 +318,29 @@ fn on_item(ruby: &Ruby, master: &Master, tag: Value, args: &[Value]) -> Result<V
     Ok(ruby.qnil().as_value())
 }
 
+/// Builds the error for an item Marshal refused, naming the argument at
+/// fault and its class.
+fn unmarshalable_item(ruby: &Ruby, args: &[Value], error: &Error) -> Error {
+    let culprit = args
+        .iter()
+        .enumerate()
+        .find(|(_, arg)| marshal::dump(ruby, **arg).is_err());
+    let reason = errors::failure_of(error).message;
+    let item = truncate(ruby.ary_new_from_values(args).inspect());
+    let which = match culprit {
+        Some((position, arg)) => format!(
+            "argument {} (a {}) cannot be marshalled",
+            position + 1,
+            unsafe { arg.classname() }
+        ),
+        None => String::from("it cannot be marshalled"),
+    };
+    divvy_error(
+        ruby,
+        format!("cannot dispatch item {item}: {which}: {reason}"),
+    )
+}
+
 fn stopping(ruby: &Ruby, master: &Master) -> Result<bool, Error> {
     let requested = master.shutdown_requested();
     with_loop(ruby, master, |lp| {
@@ -298,8 +349,8 @@ fn stopping(ruby: &Ruby, master: &Master) -> Result<bool, Error> {
     })
 }
 
-/// Waits until every item sent is answered, then lets the workers go and
-/// waits for them to exit.
+/// Waits until every item sent is answered (and every retry done), then
+/// lets the workers go and waits for them to exit.
 fn finish(ruby: &Ruby, master: &Master) -> Result<(), Error> {
     loop {
         let busy = with_loop(ruby, master, |lp| {
@@ -328,15 +379,16 @@ fn finish(ruby: &Ruby, master: &Master) -> Result<(), Error> {
 }
 
 /// One turn of the loop: waits (without the GVL) for a worker to answer, a
-/// pipe to drain, a signal or a timeout, then handles what happened.
+/// pipe to drain, a signal or a deadline, then handles what happened.
 ///
 /// Raises `Shutdown` when a signal asks to stop at once, `BootFailure` when
 /// workers keep dying before they boot.
-fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
+pub fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
     if let Some(fatal) = with_loop(ruby, master, |lp| lp.fatal.clone())? {
         return Err(fatal_error(ruby, master, fatal));
     }
-    let (mut fds, owners, wake_write, timeout) = with_loop(ruby, master, |lp| {
+    let timeout = master.options().timeout;
+    let (mut fds, owners, wake_write, wait_ms) = with_loop(ruby, master, |lp| {
         let mut fds = vec![pollfd(lp.wake.read_fd().as_raw_fd(), libc::POLLIN)];
         let mut owners = vec![None];
         let mut hung_up_waiting = false;
@@ -353,19 +405,26 @@ fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
                 owners.push(Some(slot));
             }
         }
-        let timeout = if hung_up_waiting {
-            5
+        let mut wait = if hung_up_waiting {
+            Duration::from_millis(5)
         } else {
-            REAP_INTERVAL.as_millis() as i32
+            REAP_INTERVAL
         };
-        (fds, owners, lp.wake.write_raw_fd(), timeout)
+        let deadlines = timeout
+            .and_then(|timeout| lp.pool.next_deadline(timeout))
+            .into_iter()
+            .chain(lp.kill_at.iter().map(|(_, at)| *at));
+        for deadline in deadlines {
+            wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        (fds, owners, lp.wake.write_raw_fd(), wait.as_millis() as i32)
     })?;
 
     // What the master printed shows up before it sleeps, not at exit.
     flush_all();
     let polled = without_gvl(ruby, wake_write, || {
         // SAFETY: `fds` is a valid array of pollfd for the whole call.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
         (ready, std::io::Error::last_os_error())
     })?;
     let check_all = match polled {
@@ -382,7 +441,8 @@ fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
     let events = with_loop(ruby, master, |lp| collect(lp, &fds, &owners, check_all))?
         .map_err(|err| os_error(ruby, "talking to workers", err))?;
     handle(ruby, master, events)?;
-    reap(ruby, master, check_all)?;
+    supervisor::reap(ruby, master, check_all)?;
+    enforce_timeout(ruby, master)?;
 
     let stop = signals::requested_stop();
     with_loop(ruby, master, |lp| lp.stop = lp.stop.max(stop))?;
@@ -390,7 +450,7 @@ fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
         with_loop(ruby, master, |lp| lp.fatal = Some(Fatal::Abort))?;
         return Err(fatal_error(ruby, master, Fatal::Abort));
     }
-    respawn(ruby, master)?;
+    supervisor::respawn(ruby, master)?;
     send_requeued(ruby, master)
 }
 
@@ -430,7 +490,9 @@ fn collect(
 }
 
 /// Reports and counts what `read_frames` found.
-fn handle(ruby: &Ruby, master: &Master, events: Vec<Event>) -> Result<(), Error> {
+///
+/// Raises what reporting or the task's `failed` hook raise.
+pub fn handle(ruby: &Ruby, master: &Master, events: Vec<Event>) -> Result<(), Error> {
     for event in events {
         match event {
             Event::Performed => {
@@ -441,7 +503,13 @@ fn handle(ruby: &Ruby, master: &Master, events: Vec<Event>) -> Result<(), Error>
                 slot,
                 item,
                 failure,
-            } => report_failure(ruby, master, slot, &item, &failure)?,
+            } => {
+                let worker = master.worker(ruby, slot);
+                let cause = Cause::Raised(failure);
+                if let Some(retry) = item_failed(ruby, master, &worker, item, cause)? {
+                    with_loop(ruby, master, |lp| lp.requeued.push_back(retry))?;
+                }
+            }
             Event::Protocol { slot, problem } => {
                 let worker = master.worker(ruby, slot);
                 say(ruby, &format!("{}: {problem}; killing it", label(&worker)))?;
@@ -452,113 +520,31 @@ fn handle(ruby: &Ruby, master: &Master, events: Vec<Event>) -> Result<(), Error>
     Ok(())
 }
 
-/// Reaps workers that exited: those whose pipe hung up, or every live one
-/// when `check_all` (a timeout or a signal, such as SIGCHLD, woke the loop).
-fn reap(ruby: &Ruby, master: &Master, check_all: bool) -> Result<(), Error> {
-    let candidates: Vec<(usize, i32)> = with_loop(ruby, master, |lp| {
-        let all = check_all || lp.last_reap_check.elapsed() >= REAP_INTERVAL;
-        if all {
-            lp.last_reap_check = Instant::now();
+/// Stops workers whose item overran the timeout (TERM, then KILL after a
+/// grace period); the supervisor reports the item when it reaps them.
+fn enforce_timeout(ruby: &Ruby, master: &Master) -> Result<(), Error> {
+    let Some(timeout) = master.options().timeout else {
+        return Ok(());
+    };
+    let now = Instant::now();
+    let (overdue, due_for_kill) = with_loop(ruby, master, |lp| {
+        let overdue = lp.pool.overdue(now, timeout);
+        for slot in &overdue {
+            lp.pool.timed_out(*slot);
+            lp.kill_at.push((*slot, now + TIMEOUT_GRACE));
         }
-        lp.pool
-            .alive()
-            .filter(|slot| all || lp.links[*slot].as_ref().is_some_and(Link::hung_up))
-            .filter_map(|slot| lp.pool.slot(slot).pid.map(|pid| (slot, pid)))
-            .collect()
+        let (due, later): (Vec<_>, Vec<_>) = lp.kill_at.iter().partition(|(_, at)| *at <= now);
+        lp.kill_at = later;
+        (
+            overdue,
+            due.into_iter().map(|(slot, _)| slot).collect::<Vec<_>>(),
+        )
     })?;
-    for (slot, pid) in candidates {
-        if let Some(status) = try_wait(ruby, pid)? {
-            // What the worker wrote before it exited is settled first: an
-            // item it answered is not reported as lost.
-            let events = with_loop(ruby, master, |lp| {
-                let mut events = Vec::new();
-                lp.read_frames(slot, &mut events).map(|()| events)
-            })?
-            .map_err(|err| os_error(ruby, "reading from a worker", err))?;
-            handle(ruby, master, events)?;
-            settle_exit(ruby, master, slot, pid, status)?;
-        }
+    for slot in overdue {
+        let _: bool = master.worker(ruby, slot).funcall("kill", ("TERM",))?;
     }
-    Ok(())
-}
-
-/// Accounts for a reaped worker: its item, its slot, the report.
-fn settle_exit(
-    ruby: &Ruby,
-    master: &Master,
-    slot: usize,
-    pid: i32,
-    status: Value,
-) -> Result<(), Error> {
-    let exit = Exit::from_status(status)?;
-    let worker = master.worker(ruby, slot);
-    let known_status = exit != Exit::Unknown;
-    if known_status {
-        worker.reaped(status);
-    } else {
-        worker.reaped(ruby.qnil().as_value());
-    }
-    let (expected, departure) = with_loop(ruby, master, |lp| {
-        let expected = lp.pool.slot(slot).state == SlotState::Leaving;
-        lp.links[slot] = None;
-        let departure = lp.pool.reaped(slot);
-        for item in departure.unstarted.iter().rev() {
-            lp.requeued.push_front(item.clone());
-        }
-        if departure.during_boot {
-            lp.boot_deaths_in_a_row += 1;
-        }
-        (expected, departure)
-    })?;
-    let who = format!("worker {} (pid {pid})", worker.number());
-    let stats = master.stats();
-    if let Some(item) = &departure.performing {
-        stats.failures.set(stats.failures.get() + 1);
-        say(
-            ruby,
-            &format!(
-                "{who} {} while performing {}",
-                exit.describe(),
-                describe_item(ruby, item)
-            ),
-        )?;
-    } else if departure.during_boot {
-        stats.failures.set(stats.failures.get() + 1);
-        say(
-            ruby,
-            &format!("{who} {} before it was ready", exit.describe()),
-        )?;
-        let (deaths, limit) = with_loop(ruby, master, |lp| {
-            (lp.boot_deaths_in_a_row, master.worker_count().max(3))
-        })?;
-        if deaths >= limit {
-            let fatal = Fatal::BootFailure(format!(
-                "workers failed to boot: {deaths} in a row died before they were ready, the last {who} {}",
-                exit.describe()
-            ));
-            with_loop(ruby, master, |lp| lp.fatal = Some(fatal.clone()))?;
-            return Err(fatal_error(ruby, master, fatal));
-        }
-    } else if !expected && !exit.is_clean() {
-        stats.failures.set(stats.failures.get() + 1);
-        say(ruby, &format!("{who} {}", exit.describe()))?;
-    } else if master.verbose() {
-        say(ruby, &format!("{who} {}", exit.describe()))?;
-    }
-    Ok(())
-}
-
-fn respawn(ruby: &Ruby, master: &Master) -> Result<(), Error> {
-    let down: Vec<usize> = with_loop(ruby, master, |lp| {
-        if !lp.should_respawn() {
-            return Vec::new();
-        }
-        (0..lp.pool.len())
-            .filter(|slot| lp.pool.slot(*slot).state == SlotState::Down)
-            .collect()
-    })?;
-    for slot in down {
-        spawn(ruby, master, slot)?;
+    for slot in due_for_kill {
+        let _: bool = master.worker(ruby, slot).funcall("kill", ("KILL",))?;
     }
     Ok(())
 }
@@ -579,113 +565,8 @@ fn send_requeued(ruby: &Ruby, master: &Master) -> Result<(), Error> {
     .map_err(|err| os_error(ruby, "sending an item", err))
 }
 
-/// Forks a worker into `slot`: `before_fork` in the master, then the fork.
-/// The child never returns from here.
-fn spawn(ruby: &Ruby, master: &Master, slot: usize) -> Result<(), Error> {
-    let worker = master.worker(ruby, slot);
-    let task = master.task(ruby);
-    let _: Value = task.funcall("before_fork", (worker,))?;
-    let (link, ends) = link::open().map_err(|err| os_error(ruby, "opening worker pipes", err))?;
-    let mut inherited_fds = with_loop(ruby, master, |lp| lp.descriptors_for_child())?;
-    inherited_fds.extend(link.raw_fds());
-    let perform_method = perform_method(ruby, task)?;
-    let forked: Option<i32> = ruby.module_process().funcall("fork", ())?;
-    let Some(pid) = forked else {
-        child::run(
-            ruby,
-            Child {
-                task,
-                worker,
-                perform_method,
-                ends,
-                inherited_fds,
-                master_pid: master.master_pid(),
-            },
-        )
-    };
-    drop(ends);
-    worker.started(pid, false);
-    with_loop(ruby, master, |lp| {
-        lp.pool.started(slot, pid);
-        lp.links[slot] = Some(link);
-    })?;
-    let stats = master.stats();
-    stats.spawn_count.set(stats.spawn_count.get() + 1);
-    if master.verbose() {
-        say(
-            ruby,
-            &format!("worker {} (pid {pid}) started", worker.number()),
-        )?;
-    }
-    Ok(())
-}
-
-/// Picks `perform`, or `process` for a divvy 1.1 script that defines
-/// `process` but keeps `Parallelizable`'s default `perform`.
-fn perform_method(ruby: &Ruby, task: Value) -> Result<&'static str, Error> {
-    if !task.respond_to("process", true)? {
-        return Ok("perform");
-    }
-    let owner: Value = task
-        .funcall::<_, _, Value>("method", ("perform",))
-        .and_then(|method| method.funcall("owner", ()))
-        .unwrap_or_else(|_| ruby.qnil().as_value());
-    let default_owner: Option<Value> = ruby
-        .define_module("Divvy")?
-        .const_get::<_, Value>("Parallelizable")
-        .ok();
-    Ok(
-        if owner.is_nil()
-            || Some(owner).is_some_and(|o| default_owner.is_some_and(|d| o.eql(d).unwrap_or(false)))
-        {
-            "process"
-        } else {
-            "perform"
-        },
-    )
-}
-
-/// Stops every live worker: TERM, a grace period, then KILL; reaps them all.
-fn terminate_all(ruby: &Ruby, master: &Master) -> Result<(), Error> {
-    let alive = |ruby: &Ruby| with_loop(ruby, master, |lp| lp.pool.alive().collect::<Vec<_>>());
-    for slot in alive(ruby)? {
-        let _: bool = master.worker(ruby, slot).funcall("kill", ("TERM",))?;
-    }
-    let deadline = Instant::now() + TERM_GRACE;
-    let mut signal = "TERM";
-    while !alive(ruby)?.is_empty() {
-        if signal == "TERM" && Instant::now() >= deadline {
-            signal = "KILL";
-            for slot in alive(ruby)? {
-                let _: bool = master.worker(ruby, slot).funcall("kill", ("KILL",))?;
-            }
-        }
-        let wake_write = with_loop(ruby, master, |lp| lp.wake.write_raw_fd())?;
-        // Waits briefly for SIGCHLD's wake-up without holding the GVL.
-        let wake_read = with_loop(ruby, master, |lp| lp.wake.read_fd().as_raw_fd())?;
-        let mut fds = [pollfd(wake_read, libc::POLLIN)];
-        without_gvl(ruby, wake_write, || {
-            // SAFETY: one valid pollfd.
-            unsafe { libc::poll(fds.as_mut_ptr(), 1, 20) }
-        })?;
-        with_loop(ruby, master, |lp| lp.wake.drain())?;
-        for slot in alive(ruby)? {
-            let Some(pid) = with_loop(ruby, master, |lp| lp.pool.slot(slot).pid)? else {
-                continue;
-            };
-            if let Some(status) = try_wait(ruby, pid)? {
-                master.worker(ruby, slot).reaped(status);
-                with_loop(ruby, master, |lp| {
-                    lp.links[slot] = None;
-                    lp.pool.reaped(slot);
-                })?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn fatal_error(ruby: &Ruby, master: &Master, fatal: Fatal) -> Error {
+/// Returns the error for a run that cannot go on.
+pub fn fatal_error(ruby: &Ruby, master: &Master, fatal: Fatal) -> Error {
     match fatal {
         Fatal::BootFailure(message) => Error::new(errors::class(ruby, Kind::BootFailure), message),
         Fatal::Abort => shutdown_error(ruby, master, "at once"),
@@ -705,71 +586,14 @@ fn shutdown_error(ruby: &Ruby, master: &Master, how: &str) -> Error {
         stats.performed.get()
     );
     let class = errors::class(ruby, Kind::Shutdown);
-    match class.new_instance((message.clone(),)) {
-        Ok(exception) => {
-            let _ = exception.funcall::<_, _, Value>("instance_variable_set", ("@signo", signo));
-            Error::from(exception)
-        }
+    let exception = class
+        .new_instance((message.clone(),))
+        .and_then(|exception| {
+            RObject::try_convert(exception.as_value())?.ivar_set("@signo", signo)?;
+            Ok(exception)
+        });
+    match exception {
+        Ok(exception) => Error::from(exception),
         Err(_) => Error::new(class, message),
-    }
-}
-
-fn report_failure(
-    ruby: &Ruby,
-    master: &Master,
-    slot: usize,
-    item: &Item,
-    failure: &Failure,
-) -> Result<(), Error> {
-    let stats = master.stats();
-    stats.failures.set(stats.failures.get() + 1);
-    let worker = master.worker(ruby, slot);
-    let mut line = format!(
-        "{} failed performing {}: {}: {}",
-        label(&worker),
-        describe_item(ruby, item),
-        failure.class_name,
-        failure.message
-    );
-    if master.verbose() || std::env::var_os("DIVVY_VERBOSE_TRACE").is_some_and(|v| v == "1") {
-        for frame in &failure.backtrace {
-            line.push_str("\n\tfrom ");
-            line.push_str(frame);
-        }
-    }
-    say(ruby, &line)
-}
-
-fn label(worker: &crate::worker::Worker) -> String {
-    match worker.pid() {
-        Some(pid) => format!("worker {} (pid {pid})", worker.number()),
-        None => format!("worker {}", worker.number()),
-    }
-}
-
-/// Describes an item by the `inspect` of its arguments, cut to a readable
-/// length.
-fn describe_item(ruby: &Ruby, item: &Item) -> String {
-    match marshal::load(ruby, &item.payload) {
-        Ok(args) => truncate(args.inspect()),
-        Err(_) => format!("item #{}", item.index),
-    }
-}
-
-fn truncate(mut text: String) -> String {
-    if text.chars().count() > ITEM_DESCRIPTION_LIMIT {
-        text = text.chars().take(ITEM_DESCRIPTION_LIMIT).collect();
-        text.push_str("...");
-    }
-    text
-}
-
-fn error_message(error: &Error) -> String {
-    match error.value().and_then(Exception::from_value) {
-        Some(exception) => {
-            let message: String = exception.funcall("message", ()).unwrap_or_default();
-            format!("{} ({message})", unsafe { exception.classname() })
-        }
-        None => error.to_string(),
     }
 }

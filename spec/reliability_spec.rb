@@ -1,0 +1,298 @@
+# frozen_string_literal: true
+
+require 'divvy'
+
+# Nothing is lost: every item dispatched ends performed, failed with a
+# reason, or retried, and the user can tell which.
+RSpec.describe 'reliability' do
+  # Runs Ruby code that defines a task class `Task` and prints what the run
+  # left behind as one inspected line.
+  def run_task(task_body, master_args: '2', after: 'p [m.items_performed, m.items_failed, m.items_retried]', env: {})
+    ruby_code(<<~RUBY, env: env)
+      require 'divvy'
+      class Task
+        include Divvy::Parallelizable
+        #{task_body}
+      end
+      m = Divvy::Master.new(Task.new, #{master_args})
+      m.run
+      #{after}
+    RUBY
+  end
+
+  describe 'a worker that dies mid-item' do
+    it 'names the item a segfaulting worker held, replaces it and goes on' do
+      result = run_task(<<~RUBY, after: 'p [m.items_performed, m.items_failed, m.spawn_count]')
+        def dispatch; 40.times { |i| yield i }; end
+        def perform(i)
+          Process.kill(:SEGV, Process.pid) if i == 3
+          sleep 0.02
+        end
+      RUBY
+      # Ruby's own SEGV handler prints its crash report and aborts.
+      expect(result.stderr).to match(/^divvy: worker \d \(pid \d+\) died by SIG(SEGV|ABRT) while performing \[3\]$/)
+      expect(result.stdout).to eq("[39, 1, 3]\n")
+    end
+
+    it 'names the status of a worker that called exit! mid-item' do
+      result = run_task(<<~RUBY)
+        def dispatch; 3.times { |i| yield i }; end
+        def perform(i); exit!(7) if i == 1; end
+      RUBY
+      expect(result.stderr).to match(/worker \d \(pid \d+\) exited with status 7 while performing \[1\]/)
+      expect(result.stdout).to eq("[2, 1, 0]\n")
+    end
+  end
+
+  describe 'retries' do
+    let(:flaky) do
+      <<~RUBY
+        def dispatch; 6.times { |i| yield i }; end
+        def perform(i)
+          marker = File.join(ENV.fetch('DIR'), "try-\#{i}-\#{Dir[File.join(ENV.fetch('DIR'), "try-\#{i}-*")].size}")
+          File.write(marker, '')
+          tries = Dir[File.join(ENV.fetch('DIR'), "try-\#{i}-*")].size
+          raise "flaky \#{i}" if i == 2 && tries <= 2
+          Process.kill(:KILL, Process.pid) if i == 4 && tries == 1
+        end
+      RUBY
+    end
+
+    it 'tries an item that raised or whose worker died again, up to the limit' do
+      Dir.mktmpdir do |dir|
+        result = run_task(flaky, master_args: '2, true, retries: 2', env: { 'DIR' => dir })
+        expect(result.stdout).to eq("[6, 0, 3]\n")
+        expect(result.stderr).to include('retrying [2] (attempt 2 of 3)', 'retrying [2] (attempt 3 of 3)',
+                                         'retrying [4] (attempt 2 of 3)')
+        expect(result.stderr.lines.last).to match(/6 performed, 0 failed, 3 retried, 1 workers respawned/)
+      end
+    end
+
+    it 'fails the item once the retries are used up' do
+      Dir.mktmpdir do |dir|
+        result = run_task(flaky, master_args: '2, retries: 1', env: { 'DIR' => dir })
+        expect(result.stdout).to eq("[5, 1, 2]\n")
+        expect(Dir[File.join(dir, 'try-2-*')].size).to eq(2)
+      end
+    end
+
+    it 'is offered by the command as --retries' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'flaky.rb', "class Flaky\ninclude Divvy::Parallelizable\n#{flaky}\nend\n")
+        expect(divvy('-n', 2, '--retries', 2, script, env: { 'DIR' => dir }).exitstatus).to eq(0)
+      end
+    end
+  end
+
+  describe 'timeouts' do
+    it 'stops a worker whose item runs too long, reports the item and replaces the worker' do
+      result = run_task(<<~RUBY, master_args: '2, timeout: 0.5', after: 'p [m.items_performed, m.items_failed, m.spawn_count]')
+        def dispatch; 40.times { |i| yield i }; end
+        def perform(i); sleep(i == 1 ? 30 : 0.05); end
+      RUBY
+      expect(result.stderr).to match(/worker \d \(pid \d+\) timed out after 0.5s performing \[1\]/)
+      expect(result.stdout).to eq("[39, 1, 3]\n")
+      expect(result.seconds).to be < 20
+    end
+
+    it 'kills a worker that ignores TERM after a grace period' do
+      result = run_task(<<~RUBY, master_args: '1, timeout: 0.3')
+        def after_fork(_); trap(:TERM) {}; end
+        def dispatch; yield 1; end
+        def perform(_); sleep 30; end
+      RUBY
+      expect(result.stderr).to include('timed out after 0.3s performing [1]')
+      expect(result.stdout).to eq("[0, 1, 0]\n")
+    end
+
+    it 'retries a timed-out item when retries remain' do
+      Dir.mktmpdir do |dir|
+        result = run_task(<<~RUBY, master_args: '1, timeout: 0.3, retries: 1', env: { 'DIR' => dir })
+          def dispatch; yield 1; end
+          def perform(_)
+            first = !File.exist?(File.join(ENV.fetch('DIR'), 'tried'))
+            File.write(File.join(ENV.fetch('DIR'), 'tried'), '')
+            sleep 30 if first
+          end
+        RUBY
+        expect(result.stdout).to eq("[1, 0, 1]\n")
+      end
+    end
+
+    it 'is offered by the command as --timeout' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'slow.rb', <<~RUBY)
+          class Slow
+            include Divvy::Parallelizable
+            def dispatch; yield 1; end
+            def perform(_); sleep 30; end
+          end
+        RUBY
+        result = divvy('-n', 1, '--timeout', '0.2', script)
+        expect(result.exitstatus).to eq(1)
+        expect(result.stderr).to include('timed out after 0.2s performing [1]')
+      end
+    end
+  end
+
+  describe 'the failed hook' do
+    # Runs a task whose failed hook prints the TaskError's readers.
+    def failed_hook_output(perform_body, master_args: '1')
+      run_task(<<~RUBY, master_args: master_args, after: '')
+        def dispatch; yield 5, 'five'; end
+        def perform(number, word); #{perform_body}; end
+        def failed(error, *args)
+          p [error.class, error.reason, error.remote_class, error.remote_message, error.worker_number,
+             error.worker_pid.is_a?(Integer), error.signal, error.exit_status, error.args, error.attempts, args]
+          puts error.message
+          puts error.backtrace.first.to_s
+        end
+      RUBY
+    end
+
+    it 'receives a Divvy::TaskError describing a raised exception, with its backtrace' do
+      result = failed_hook_output('raise IndexError, "no #{word}"')
+      lines = result.stdout.lines
+      expect(lines[0]).to eq("[Divvy::TaskError, :raised, \"IndexError\", \"no five\", 1, true, nil, nil, [5, \"five\"], 1, [5, \"five\"]]\n")
+      expect(lines[1]).to match(/\Aworker 1 \(pid \d+\) failed performing \[5, "five"\]: IndexError: no five$/)
+      expect(lines[2]).to match(/-e:\d+:in `perform'/)
+    end
+
+    it 'works for an exception that Marshal cannot dump' do
+      result = failed_hook_output(<<~RUBY.tr("\n", ';'))
+        error = RuntimeError.new('holds a proc')
+        error.instance_variable_set(:@callback, proc {})
+        raise error
+      RUBY
+      expect(result.stdout.lines[0]).to start_with('[Divvy::TaskError, :raised, "RuntimeError", "holds a proc"')
+    end
+
+    it 'names the signal of a worker that died' do
+      result = failed_hook_output('Process.kill(:KILL, Process.pid)')
+      expect(result.stdout.lines[0]).to start_with('[Divvy::TaskError, :died, nil, nil, 1, true, "SIGKILL", nil')
+    end
+
+    it 'names the exit status of a worker that exited' do
+      result = failed_hook_output('exit!(4)')
+      expect(result.stdout.lines[0]).to start_with('[Divvy::TaskError, :died, nil, nil, 1, true, nil, 4')
+    end
+
+    it 'says when the item timed out, after its retries' do
+      result = failed_hook_output('sleep 30', master_args: '1, timeout: 0.2, retries: 1')
+      expect(result.stdout.lines[0]).to start_with('[Divvy::TaskError, :timed_out, nil, nil, 1, true, nil, nil, [5, "five"], 2')
+    end
+  end
+
+  describe 'bad items' do
+    it 'raises Divvy::Error at the yield of an item Marshal cannot dump, then finishes what is in flight' do
+      Dir.mktmpdir do |dir|
+        result = run_task(<<~RUBY, after: '', env: { 'DIR' => dir })
+          def dispatch
+            yield 1
+            begin
+              yield 2, proc {}
+            rescue Divvy::Error => e
+              puts "at the yield: \#{e.message}"
+              raise
+            end
+            yield 3
+          end
+          def perform(i, *); sleep 0.2; File.write(File.join(ENV.fetch('DIR'), i.to_s), ''); end
+        RUBY
+        expect(result.stdout).to match(/\Aat the yield: cannot dispatch item \[2, #<Proc:.*\]: argument 2 \(a Proc\) cannot be marshalled: no _dump_data is defined for class Proc$/)
+        expect(result.stderr).to match(/cannot dispatch item .* \(Divvy::Error\)/)
+        expect(result.exitstatus).to eq(1)
+        expect(Dir.children(dir)).to eq(['1'])
+      end
+    end
+
+    it 'fails an item whose arity does not match perform, keeping the worker' do
+      result = run_task(<<~RUBY, master_args: '1', after: 'p [m.items_performed, m.items_failed, m.spawn_count]')
+        def dispatch; yield 1; yield 1, 2; yield 3; end
+        def perform(number); end
+      RUBY
+      expect(result.stderr).to match(/failed performing \[1, 2\]: ArgumentError: Task#perform takes 1 argument but the item has 2$/)
+      expect(result.stdout).to eq("[2, 1, 1]\n")
+    end
+  end
+
+  describe 'options' do
+    it 'rejects bad retries and timeouts' do
+      task = Class.new { include Divvy::Parallelizable }.new
+      expect { Divvy::Master.new(task, 1, retries: -1) }.to raise_error(Divvy::Error, /retries must be a non-negative Integer, got -1/)
+      expect { Divvy::Master.new(task, 1, retries: 'x') }.to raise_error(Divvy::Error, /retries must be/)
+      expect { Divvy::Master.new(task, 1, timeout: 0) }.to raise_error(Divvy::Error, /timeout must be a positive number of seconds, got 0/)
+      expect { Divvy::Master.new(task, 1, timeout: 'soon') }.to raise_error(Divvy::Error, /timeout must be/)
+      expect { Divvy::Master.new(task, 1, tries: 3) }.to raise_error(ArgumentError, /unknown keyword: :tries/)
+      master = Divvy::Master.new(task, 1, retries: 2, timeout: 1.5)
+      expect([master.retries, master.timeout]).to eq([2, 1.5])
+    end
+
+    it 'rejects bad --retries and --timeout on the command line with status 2' do
+      script = File.join(ROOT, 'examples', 'danceparty.rb')
+      [%w[--retries -1], %w[--retries x], %w[--timeout 0], %w[--timeout soon]].each do |option|
+        result = divvy(*option, script)
+        expect(result.exitstatus).to eq(2), option.inspect
+        expect(result.stderr.lines.first).to match(/\Adivvy: invalid/)
+      end
+    end
+  end
+
+  describe 'workers that cannot start' do
+    it 'stops the run with BootFailure when replacements keep dying at start' do
+      Dir.mktmpdir do |dir|
+        result = run_task(<<~RUBY, after: '', env: { 'DIR' => dir })
+          def after_fork(_); exit!(1) if File.exist?(File.join(ENV.fetch('DIR'), 'broken')); end
+          def dispatch; 50.times { |i| yield i }; end
+          def perform(i)
+            sleep 0.01
+            return unless i == 5
+            File.write(File.join(ENV.fetch('DIR'), 'broken'), '')
+            Process.kill(:KILL, Process.pid)
+          end
+        RUBY
+        expect(result.exitstatus).to eq(1)
+        expect(result.stderr).to match(/workers failed to boot: 3 in a row died before they were ready.*\(Divvy::Master::BootFailure\)/)
+      end
+    end
+  end
+
+  describe 'the summary' do
+    it 'is printed with -v' do
+      result = divvy('-v', '-n', 2, File.join(ROOT, 'examples', 'danceparty.rb'), 4)
+      expect(result.stderr.lines.last).to match(/\Adivvy: 4 performed, 0 failed, 0 retried, 0 workers respawned in \d+\.\d\ds$/)
+    end
+
+    it 'is not printed by a quiet run that went well' do
+      expect(divvy('-n', 2, File.join(ROOT, 'examples', 'danceparty.rb'), 4).stderr).to eq('')
+    end
+  end
+
+  describe 'chaos' do
+    it 'accounts for every item while workers are killed at random every 50 ms' do
+      Dir.mktmpdir do |dir|
+        result = ruby_code(<<~RUBY, env: { 'DIR' => dir })
+          require 'divvy'
+          class Chaos
+            include Divvy::Parallelizable
+            def dispatch; 3000.times { |i| yield i }; end
+            def perform(i); File.write(File.join(ENV.fetch('DIR'), i.to_s), ''); end
+          end
+          master = Divvy::Master.new(Chaos.new, 4, retries: 5)
+          killer = Thread.new do
+            loop do
+              sleep 0.05
+              master.workers.sample.kill(:KILL)
+            end
+          end
+          master.run
+          killer.kill
+          p [master.items_performed, master.items_failed, master.tasks_distributed, master.spawn_count > 4]
+        RUBY
+        expect(result.status).to be_success, result.stderr
+        expect(result.stdout).to eq("[3000, 0, 3000, true]\n")
+        expect(Dir.children(dir).map(&:to_i).sort).to eq((0...3000).to_a)
+      end
+    end
+  end
+end
