@@ -4,17 +4,19 @@
 //! handler of the master runs here.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use magnus::{prelude::*, typed_data::Obj, Error, RArray, Ruby, Value};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use nix::unistd::{getppid, read, write};
+use nix::unistd::{getppid, read};
 
+use crate::answers;
 use crate::arity::Arity;
 use crate::errors::failure_of;
 use crate::link::{WorkerEnds, READ_CHUNK};
 use crate::marshal;
+use crate::progress::Progress;
 use crate::protocol::{Decoder, Frame};
 use crate::signals::install_worker_traps;
 use crate::stdio::{flush_all, say};
@@ -24,8 +26,6 @@ use crate::worker::Worker;
 static PERFORMING: AtomicBool = AtomicBool::new(false);
 /// True once INT or QUIT asked this worker to leave after its current item.
 static LEAVE_REQUESTED: AtomicBool = AtomicBool::new(false);
-/// This worker's result pipe, for the signal trap's goodbye.
-static RESULT_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// Everything a freshly forked worker needs.
 pub struct Child<'a> {
@@ -43,6 +43,8 @@ pub struct Child<'a> {
     /// The master's pid, to notice a master that died before the fork
     /// finished.
     pub master_pid: i32,
+    /// The counter of finished items the master reads.
+    pub progress: &'a Progress,
 }
 
 /// Runs the worker: boots, performs items until its task pipe ends, exits.
@@ -61,7 +63,7 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
     }
     let worker = child.worker;
     worker.started(std::process::id() as i32, true);
-    RESULT_FD.store(child.ends.result_tx.as_raw_fd(), Ordering::SeqCst);
+    answers::open(child.ends.result_tx.as_raw_fd());
     let label = format!("worker {} (pid {})", worker.number(), std::process::id());
 
     if let Err(error) = install_worker_traps(ruby, on_interrupt) {
@@ -70,7 +72,9 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
     if let Err(error) = child.task.funcall::<_, _, Value>("after_fork", (worker,)) {
         report_and_leave(ruby, &format!("{label} failed in after_fork"), &error);
     }
-    send(&child.ends.result_tx, &Frame::Ready);
+    if !answers::send(&Frame::Ready) {
+        leave(1);
+    }
 
     // Frames below this depth are the master's, inherited through fork:
     // they are cut from the backtraces reported for failed items.
@@ -84,24 +88,35 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
     loop {
         let payload = match next_task(ruby, &child.ends.task_rx, &mut decoder) {
             Ok(Some(payload)) => payload,
-            Ok(None) => leave(0),
+            Ok(None) => {
+                answers::flush();
+                leave(0)
+            }
             Err(error) => report_and_leave(ruby, &format!("{label} stopped"), &error),
         };
         PERFORMING.store(true, Ordering::SeqCst);
-        let answer = match perform(ruby, &child, arity, &payload) {
-            Ok(()) => Frame::Done,
+        let answered = match perform(ruby, &child, arity, &payload) {
+            Ok(()) => {
+                // Counted before its answer is queued: should the worker
+                // die with the answer unsent, the master still knows.
+                child.progress.record();
+                answers::queue(&Frame::Done)
+            }
             Err(error) => {
                 let mut failure = failure_of(&error);
                 let own = failure.backtrace.len().saturating_sub(inherited_frames);
                 failure.backtrace.truncate(own);
-                Frame::Failed(failure)
+                // Sent before it is counted: a failure is never mistaken
+                // for a performed item.
+                let sent = answers::send(&Frame::Failed(failure));
+                child.progress.record();
+                sent
             }
         };
-        // An item's output is out before its answer: nothing is lost if the
-        // worker is killed later, and nothing waits for the worker's exit.
-        flush_all();
-        send(&child.ends.result_tx, &answer);
-        // Cleared only once the answer is sent: a trap that runs during the
+        if !answered {
+            leave(1);
+        }
+        // Cleared only once the answer is queued: a trap that runs during a
         // flush must not leave with the item performed but unanswered.
         PERFORMING.store(false, Ordering::SeqCst);
         if LEAVE_REQUESTED.load(Ordering::SeqCst) {
@@ -152,8 +167,9 @@ fn perform(
     Ok(())
 }
 
-/// Reads the next `Task` frame. Waits through Ruby so signal traps run.
-/// Returns `None` at end-of-file: the master is done with this worker.
+/// Reads the next `Task` frame; before waiting for one, sends the answers
+/// queued so far. Waits through Ruby so signal traps run. Returns `None` at
+/// end-of-file: the master is done with this worker.
 fn next_task(
     ruby: &Ruby,
     task_rx: &OwnedFd,
@@ -176,6 +192,9 @@ fn next_task(
                 ))
             }
         }
+        if !answers::flush() {
+            leave(1);
+        }
         ruby.thread_wait_fd(task_rx)?;
         let spare = decoder.spare(READ_CHUNK);
         match read(task_rx, spare) {
@@ -193,19 +212,6 @@ fn next_task(
     }
 }
 
-fn send(result_tx: &OwnedFd, frame: &Frame) {
-    let bytes = frame.encode();
-    let mut sent = 0;
-    while sent < bytes.len() {
-        match write(result_tx, &bytes[sent..]) {
-            Ok(count) => sent += count,
-            Err(Errno::EINTR) => continue,
-            // The master is gone: nobody is left to report to.
-            Err(_) => leave(1),
-        }
-    }
-}
-
 fn on_interrupt(
     _ruby: &Ruby,
     _args: &[Value],
@@ -219,13 +225,10 @@ fn on_interrupt(
     Ok(())
 }
 
-/// Tells the master that the tasks this worker still holds were never
-/// started, then exits.
+/// Sends the answers queued so far, tells the master that the tasks this
+/// worker still holds were never started, then exits.
 fn say_bye_and_leave() -> ! {
-    let fd = RESULT_FD.load(Ordering::SeqCst);
-    let bytes = Frame::Bye.encode();
-    // SAFETY: `fd` is this worker's result pipe, open for its whole life.
-    unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    answers::send(&Frame::Bye);
     leave(0)
 }
 

@@ -1,6 +1,7 @@
 //! divvy's native core: a forking parallel task runner for Ruby. Each module
 //! is one concept; `init` binds the Ruby classes in order.
 
+mod answers;
 mod arity;
 mod child;
 mod errors;
@@ -11,7 +12,9 @@ mod master;
 mod nogvl;
 mod options;
 mod outcome;
+mod pace;
 mod pool;
+mod progress;
 mod protocol;
 mod run_loop;
 mod signals;

@@ -1,7 +1,8 @@
-//! The pipes between the master and one worker. The master's ends are
-//! non-blocking so it never waits on a single worker: frames it sends queue
-//! in an outbox flushed when the pipe has room, and frames it receives are
-//! reassembled by a `Decoder`. Every pipe is created with `O_CLOEXEC`.
+//! The channels between the master and one worker process: two pipes and a
+//! shared progress counter. The master's pipe ends are non-blocking so it
+//! never waits on a single worker: frames it sends queue in an outbox flushed
+//! when the pipe has room, and frames it receives are reassembled by a
+//! `Decoder`. Every pipe is created with `O_CLOEXEC`.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -10,6 +11,7 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd::{pipe2, read, write};
 
+use crate::progress::Progress;
 use crate::protocol::{encode_task_into, Decoder, Frame, ProtocolError};
 
 /// Bytes asked of the kernel per read.
@@ -22,9 +24,11 @@ pub struct Link {
     result_rx: OwnedFd,
     outbox: Vec<u8>,
     sent: usize,
+    queued_items: usize,
     decoder: Decoder,
     closing: bool,
     hung_up: bool,
+    progress: Progress,
 }
 
 /// The worker's ends of its pipes, blocking.
@@ -36,10 +40,13 @@ pub struct WorkerEnds {
     pub result_tx: OwnedFd,
 }
 
-/// Opens the two pipes for a new worker.
+/// Bytes queued for a worker past which the master writes them at once.
+const OUTBOX_FLUSH_BYTES: usize = 64 * 1024;
+
+/// Opens the pipes and the progress counter for a new worker.
 ///
-/// Returns the master's ends and the worker's ends; raises no Ruby error but
-/// returns the OS error when the process is out of descriptors.
+/// Returns the master's ends and the worker's ends, or the OS error when the
+/// process is out of descriptors or memory.
 pub fn open() -> io::Result<(Link, WorkerEnds)> {
     let (task_rx, task_tx) = pipe2(OFlag::O_CLOEXEC)?;
     let (result_rx, result_tx) = pipe2(OFlag::O_CLOEXEC)?;
@@ -50,9 +57,11 @@ pub fn open() -> io::Result<(Link, WorkerEnds)> {
         result_rx,
         outbox: Vec::new(),
         sent: 0,
+        queued_items: 0,
         decoder: Decoder::new(),
         closing: false,
         hung_up: false,
+        progress: Progress::new()?,
     };
     Ok((link, WorkerEnds { task_rx, result_tx }))
 }
@@ -68,6 +77,28 @@ impl Link {
     /// Queues a `Task` frame carrying `payload`; `flush` sends it.
     pub fn queue_task(&mut self, payload: &[u8]) {
         encode_task_into(&mut self.outbox, payload);
+        self.queued_items += 1;
+    }
+
+    /// Items queued and not yet written in full.
+    pub fn queued_items(&self) -> usize {
+        self.queued_items
+    }
+
+    /// True when enough is queued that it should be written now rather than
+    /// batched with more.
+    pub fn outbox_full(&self) -> bool {
+        self.outbox.len() - self.sent >= OUTBOX_FLUSH_BYTES
+    }
+
+    /// True when queued bytes wait to be written.
+    pub fn has_queued(&self) -> bool {
+        self.task_tx.is_some() && self.sent < self.outbox.len()
+    }
+
+    /// The worker's progress counter, which the child bumps.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
     }
 
     /// Writes as much of the outbox as the pipe takes without blocking, and
@@ -90,15 +121,11 @@ impl Link {
         }
         self.outbox.clear();
         self.sent = 0;
+        self.queued_items = 0;
         if self.closing {
             self.task_tx = None;
         }
         Ok(())
-    }
-
-    /// True when queued bytes wait for room in the pipe.
-    pub fn wants_write(&self) -> bool {
-        self.task_tx.is_some() && self.sent < self.outbox.len()
     }
 
     /// Asks for the task pipe to be closed once the outbox is sent, so the
@@ -189,9 +216,9 @@ mod tests {
         let payload = vec![3u8; 1024 * 1024];
         link.queue_task(&payload);
         link.flush().unwrap();
-        assert!(link.wants_write(), "a 1 MB frame cannot fit a pipe at once");
+        assert!(link.has_queued(), "a 1 MB frame cannot fit a pipe at once");
         let reader = std::thread::spawn(move || read_all(&ends.task_rx));
-        while link.wants_write() {
+        while link.has_queued() {
             link.flush().unwrap();
             std::thread::yield_now();
         }
@@ -223,6 +250,6 @@ mod tests {
         drop(ends);
         link.queue_task(b"item");
         link.flush().unwrap();
-        assert!(!link.wants_write());
+        assert!(!link.has_queued());
     }
 }

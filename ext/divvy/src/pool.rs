@@ -1,12 +1,13 @@
-//! Bookkeeping of the worker pool: which worker is in which state and which
-//! items it holds. Pure data, no Ruby and no I/O, so the scheduling rules are
-//! covered by `cargo test`. An item a worker holds belongs to that worker
-//! until the worker answers for it or is reaped; then it is settled or handed
-//! back, never dropped.
+//! Bookkeeping of the worker pool: which worker is in which state, which
+//! items it holds and how fast it goes. Pure data, no Ruby and no I/O, so the
+//! scheduling rules are covered by `cargo test`. An item a worker holds
+//! belongs to that worker until the worker answers for it or is reaped; then
+//! it is settled or handed back, never dropped.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::pace::Pace;
 use crate::protocol::Failure;
 
 /// One dispatched item: its position in dispatch order and its Marshal dump.
@@ -42,15 +43,57 @@ pub struct Slot {
     pub state: SlotState,
     /// Items sent to the worker and not yet answered, oldest first.
     pub held: VecDeque<Item>,
-    /// When the worker started its oldest item, while it holds one.
+    /// When the worker started the item it is performing, while it performs
+    /// one (as seen from the master).
     pub started_at: Option<Instant>,
     /// True once the worker overran the timeout and is being stopped.
     pub timed_out: bool,
+    /// Items the current process has answered.
+    answered: u64,
+    /// Items the current process has finished, as last read from its
+    /// progress counter.
+    finished: u64,
+    pace: Pace,
+}
+
+impl Slot {
+    fn fresh() -> Slot {
+        Slot {
+            pid: None,
+            state: SlotState::Down,
+            held: VecDeque::new(),
+            started_at: None,
+            timed_out: false,
+            answered: 0,
+            finished: 0,
+            pace: Pace::default(),
+        }
+    }
+
+    /// Items held that the worker has finished but not yet answered for.
+    fn finished_unanswered(&self) -> usize {
+        let count = self.finished.saturating_sub(self.answered);
+        usize::try_from(count)
+            .unwrap_or(usize::MAX)
+            .min(self.held.len())
+    }
+
+    /// True while the worker holds an item it has not finished.
+    fn performing(&self) -> bool {
+        self.unfinished() > 0
+    }
+
+    /// Items held that the worker has not finished.
+    fn unfinished(&self) -> usize {
+        self.held.len() - self.finished_unanswered()
+    }
 }
 
 /// What a reaped worker leaves behind.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Departure {
+    /// Items it finished whose answers were lost with it.
+    pub finished: Vec<Item>,
     /// The item it was performing when it died, if any.
     pub performing: Option<Item>,
     /// Items it held but never started, to be sent elsewhere.
@@ -81,25 +124,16 @@ pub enum BookkeepingError {
 #[derive(Debug)]
 pub struct Pool {
     slots: Vec<Slot>,
-    window: usize,
+    max_window: usize,
 }
 
 impl Pool {
-    /// Returns a pool of `size` down slots, each holding at most `window`
-    /// items at a time.
-    pub fn new(size: usize, window: usize) -> Pool {
-        let slots = (0..size)
-            .map(|_| Slot {
-                pid: None,
-                state: SlotState::Down,
-                held: VecDeque::new(),
-                started_at: None,
-                timed_out: false,
-            })
-            .collect();
+    /// Returns a pool of `size` down slots, each holding at most
+    /// `max_window` items at a time, fewer while its pace is unknown or slow.
+    pub fn new(size: usize, max_window: usize) -> Pool {
         Pool {
-            slots,
-            window: window.max(1),
+            slots: (0..size).map(|_| Slot::fresh()).collect(),
+            max_window: max_window.max(1),
         }
     }
 
@@ -115,9 +149,11 @@ impl Pool {
 
     /// Records that a process was forked into the slot at `index`.
     pub fn started(&mut self, index: usize, pid: i32) {
-        let slot = &mut self.slots[index];
-        slot.pid = Some(pid);
-        slot.state = SlotState::Booting;
+        self.slots[index] = Slot {
+            pid: Some(pid),
+            state: SlotState::Booting,
+            ..Slot::fresh()
+        };
     }
 
     /// Records that the worker at `index` finished booting.
@@ -128,13 +164,27 @@ impl Pool {
         }
     }
 
-    /// Returns the index of the ready worker with the most room for another
-    /// item, or `None` when every worker is full, booting or down.
+    /// Returns how many items the worker at `index` holds and has not yet
+    /// finished.
+    pub fn unfinished(&self, index: usize) -> usize {
+        self.slots[index].unfinished()
+    }
+
+    /// Returns how many items the worker at `index` may hold.
+    pub fn window(&self, index: usize) -> usize {
+        self.slots[index].pace.window().min(self.max_window)
+    }
+
+    /// Returns the index of the ready worker with room for another item,
+    /// preferring the emptiest, or `None` when every worker is full, booting
+    /// or down.
     pub fn least_loaded(&self) -> Option<usize> {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, slot)| slot.state == SlotState::Ready && slot.held.len() < self.window)
+            .filter(|(index, slot)| {
+                slot.state == SlotState::Ready && slot.held.len() < self.window(*index)
+            })
             .min_by_key(|(_, slot)| slot.held.len())
             .map(|(index, _)| index)
     }
@@ -143,28 +193,43 @@ impl Pool {
     /// idle worker starts it at once.
     pub fn assign(&mut self, index: usize, item: Item, now: Instant) {
         let slot = &mut self.slots[index];
-        if slot.held.is_empty() {
+        if !slot.performing() {
             slot.started_at = Some(now);
+            slot.pace.busy(now);
         }
         slot.held.push_back(item);
     }
 
-    /// Settles the oldest item of the worker at `index` with its answer,
-    /// received at `now`, when the worker starts its next item.
+    /// Records the worker's progress counter as read at `now`: it measures
+    /// the worker's pace and, when it moved, the start of its next item.
+    pub fn observe(&mut self, index: usize, finished: u64, now: Instant) {
+        let slot = &mut self.slots[index];
+        let finished = finished.max(slot.finished);
+        slot.finished = finished;
+        let busy = slot.performing();
+        if slot.pace.observe(finished, busy, now) || !busy {
+            slot.started_at = busy.then_some(now);
+        }
+    }
+
+    /// Settles the oldest item of the worker at `index` with its answer.
     ///
     /// Returns an error when the worker holds no item.
     pub fn answer(
         &mut self,
         index: usize,
         failure: Option<Failure>,
-        now: Instant,
     ) -> Result<Answer, BookkeepingError> {
         let slot = &mut self.slots[index];
         let item = slot
             .held
             .pop_front()
             .ok_or(BookkeepingError::UnexpectedAnswer)?;
-        slot.started_at = (!slot.held.is_empty()).then_some(now);
+        slot.answered += 1;
+        slot.finished = slot.finished.max(slot.answered);
+        if slot.held.is_empty() {
+            slot.started_at = None;
+        }
         Ok(match failure {
             None => Answer::Performed(item),
             Some(failure) => Answer::Failed(item, failure),
@@ -179,8 +244,9 @@ impl Pool {
         }
     }
 
-    /// Records that the worker at `index` said goodbye: every item it holds
-    /// was never started. Returns them, to be sent elsewhere.
+    /// Records that the worker at `index` said goodbye after answering for
+    /// everything it performed: every item it still holds was never
+    /// started. Returns them, to be sent elsewhere.
     pub fn said_bye(&mut self, index: usize) -> Vec<Item> {
         self.leaving(index);
         let slot = &mut self.slots[index];
@@ -194,7 +260,7 @@ impl Pool {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, slot)| !slot.timed_out)
+            .filter(|(_, slot)| !slot.timed_out && slot.performing())
             .filter(|(_, slot)| slot.started_at.is_some_and(|at| now >= at + timeout))
             .map(|(index, _)| index)
             .collect()
@@ -204,7 +270,7 @@ impl Pool {
     pub fn next_deadline(&self, timeout: Duration) -> Option<Instant> {
         self.slots
             .iter()
-            .filter(|slot| !slot.timed_out)
+            .filter(|slot| !slot.timed_out && slot.performing())
             .filter_map(|slot| slot.started_at)
             .min()
             .map(|at| at + timeout)
@@ -220,21 +286,23 @@ impl Pool {
         }
     }
 
-    /// Records that the worker at `index` was reaped and returns what it
-    /// leaves behind. Its oldest item is the one it was performing.
-    pub fn reaped(&mut self, index: usize) -> Departure {
-        let slot = &mut self.slots[index];
-        let during_boot = slot.state == SlotState::Booting;
-        let timed_out = std::mem::take(&mut slot.timed_out);
-        slot.pid = None;
-        slot.state = SlotState::Down;
-        slot.started_at = None;
-        let performing = slot.held.pop_front();
+    /// Records that the worker at `index` was reaped after finishing
+    /// `finished` items in all, and returns what it leaves behind: the
+    /// items it finished without answering, the one it was performing, and
+    /// those it never started.
+    pub fn reaped(&mut self, index: usize, finished: u64) -> Departure {
+        self.slots[index].finished = finished.max(self.slots[index].finished);
+        let slot = std::mem::replace(&mut self.slots[index], Slot::fresh());
+        let finished_count = slot.finished_unanswered();
+        let mut held = slot.held;
+        let finished: Vec<Item> = held.drain(..finished_count).collect();
+        let performing = held.pop_front();
         Departure {
+            finished,
             performing,
-            unstarted: slot.held.drain(..).collect(),
-            during_boot,
-            timed_out,
+            unstarted: held.into_iter().collect(),
+            during_boot: slot.state == SlotState::Booting,
+            timed_out: slot.timed_out,
         }
     }
 
@@ -271,8 +339,8 @@ mod tests {
         BASE.with(|base| *base + Duration::from_millis(millis))
     }
 
-    fn ready_pool(size: usize, window: usize) -> Pool {
-        let mut pool = Pool::new(size, window);
+    fn ready_pool(size: usize) -> Pool {
+        let mut pool = Pool::new(size, 64);
         for index in 0..size {
             pool.started(index, 100 + index as i32);
             pool.booted(index);
@@ -280,9 +348,17 @@ mod tests {
         pool
     }
 
+    /// Makes the worker at `index` look fast, so its window is deep.
+    fn make_fast(pool: &mut Pool, index: usize) {
+        pool.assign(index, item(900), at(0));
+        pool.observe(index, 1000, at(1));
+        pool.answer(index, None).unwrap();
+        pool.slots[index].answered = 1000;
+    }
+
     #[test]
     fn booting_and_down_workers_take_no_items() {
-        let mut pool = Pool::new(2, 1);
+        let mut pool = Pool::new(2, 64);
         assert_eq!(pool.least_loaded(), None);
         pool.started(1, 42);
         assert_eq!(pool.least_loaded(), None);
@@ -291,8 +367,8 @@ mod tests {
     }
 
     #[test]
-    fn a_full_worker_takes_nothing_more() {
-        let mut pool = ready_pool(2, 1);
+    fn an_unmeasured_worker_holds_one_item() {
+        let mut pool = ready_pool(2);
         let first = pool.least_loaded().unwrap();
         pool.assign(first, item(0), at(0));
         let second = pool.least_loaded().unwrap();
@@ -303,34 +379,51 @@ mod tests {
     }
 
     #[test]
+    fn a_fast_worker_takes_many_items_up_to_the_cap() {
+        let mut pool = ready_pool(1);
+        make_fast(&mut pool, 0);
+        assert_eq!(pool.window(0), 64);
+        for index in 0..64 {
+            assert_eq!(pool.least_loaded(), Some(0));
+            pool.assign(0, item(index), at(2));
+        }
+        assert_eq!(pool.least_loaded(), None);
+    }
+
+    #[test]
     fn answers_settle_items_oldest_first() {
-        let mut pool = ready_pool(1, 3);
+        let mut pool = ready_pool(1);
+        make_fast(&mut pool, 0);
         pool.assign(0, item(0), at(0));
         pool.assign(0, item(1), at(0));
-        assert_eq!(pool.answer(0, None, at(0)), Ok(Answer::Performed(item(0))));
+        assert_eq!(pool.answer(0, None), Ok(Answer::Performed(item(0))));
         let failure = Failure {
             class_name: "RuntimeError".into(),
             ..Failure::default()
         };
         assert_eq!(
-            pool.answer(0, Some(failure.clone()), at(0)),
+            pool.answer(0, Some(failure.clone())),
             Ok(Answer::Failed(item(1), failure))
         );
         assert_eq!(
-            pool.answer(0, None, at(0)),
+            pool.answer(0, None),
             Err(BookkeepingError::UnexpectedAnswer)
         );
     }
 
     #[test]
-    fn a_dead_worker_gives_back_its_items() {
-        let mut pool = ready_pool(1, 3);
-        for index in 0..3 {
-            pool.assign(0, item(index), at(0));
+    fn a_dead_worker_gives_back_its_items_and_names_the_one_it_was_performing() {
+        let mut pool = ready_pool(1);
+        make_fast(&mut pool, 0);
+        for index in 0..5 {
+            pool.assign(0, item(index), at(2));
         }
-        let departure = pool.reaped(0);
-        assert_eq!(departure.performing, Some(item(0)));
-        assert_eq!(departure.unstarted, vec![item(1), item(2)]);
+        pool.answer(0, None).unwrap();
+        // It finished items 1 and 2 too, but those answers died with it.
+        let departure = pool.reaped(0, 1003);
+        assert_eq!(departure.finished, vec![item(1), item(2)]);
+        assert_eq!(departure.performing, Some(item(3)));
+        assert_eq!(departure.unstarted, vec![item(4)]);
         assert!(!departure.during_boot);
         assert_eq!(pool.in_flight(), 0);
         assert_eq!(pool.slot(0).state, SlotState::Down);
@@ -341,27 +434,27 @@ mod tests {
     fn a_worker_dying_in_boot_is_told_apart() {
         let mut pool = Pool::new(1, 1);
         pool.started(0, 7);
-        assert!(pool.reaped(0).during_boot);
+        assert!(pool.reaped(0, 0).during_boot);
     }
 
     #[test]
     fn the_timeout_runs_from_when_the_worker_starts_the_item() {
-        let mut pool = ready_pool(2, 2);
+        let mut pool = ready_pool(2);
         let timeout = Duration::from_millis(100);
         pool.assign(0, item(0), at(0));
-        pool.assign(0, item(1), at(10));
         pool.assign(1, item(2), at(50));
         assert_eq!(pool.next_deadline(timeout), Some(at(100)));
         assert_eq!(pool.overdue(at(99), timeout), Vec::<usize>::new());
         assert_eq!(pool.overdue(at(100), timeout), vec![0]);
-        // The second item starts when the first is answered.
-        pool.answer(0, None, at(120)).unwrap();
+        // Worker 0 finished its item; its answer is not in yet.
+        pool.observe(0, 1, at(120));
+        assert_eq!(pool.overdue(at(140), timeout), Vec::<usize>::new());
+        assert_eq!(pool.overdue(at(150), timeout), vec![1]);
         assert_eq!(pool.next_deadline(timeout), Some(at(150)));
-        assert_eq!(pool.overdue(at(160), timeout), vec![1]);
         pool.timed_out(1);
-        assert_eq!(pool.overdue(at(200), timeout), Vec::<usize>::new());
-        assert_eq!(pool.least_loaded(), Some(0));
-        let departure = pool.reaped(1);
+        assert_eq!(pool.overdue(at(500), timeout), Vec::<usize>::new());
+        assert_eq!(pool.least_loaded(), None);
+        let departure = pool.reaped(1, 0);
         assert!(departure.timed_out);
         assert_eq!(departure.performing, Some(item(2)));
         assert!(!pool.slot(1).timed_out);
@@ -369,10 +462,10 @@ mod tests {
 
     #[test]
     fn bye_returns_unstarted_items_and_stops_assignment() {
-        let mut pool = ready_pool(1, 2);
+        let mut pool = ready_pool(1);
         pool.assign(0, item(5), at(0));
         assert_eq!(pool.said_bye(0), vec![item(5)]);
         assert_eq!(pool.least_loaded(), None);
-        assert_eq!(pool.reaped(0).performing, None);
+        assert_eq!(pool.reaped(0, 0).performing, None);
     }
 }

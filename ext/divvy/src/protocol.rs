@@ -94,6 +94,7 @@ impl Frame {
     }
 
     /// Returns this frame's bytes.
+    #[cfg(test)]
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         self.encode_into(&mut out);

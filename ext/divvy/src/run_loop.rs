@@ -18,6 +18,7 @@ use crate::marshal;
 use crate::master::Master;
 use crate::nogvl::without_gvl;
 use crate::outcome::{self, item_failed, label, truncate, Cause};
+use crate::pace::MAX_WINDOW;
 use crate::pool::{Answer, Item, Pool};
 use crate::protocol::{Failure, Frame};
 use crate::signals::{self, Stop, Traps};
@@ -29,8 +30,6 @@ use crate::wake::WakePipe;
 pub const REAP_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a worker stopped for a timeout gets between TERM and KILL.
 const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
-/// Items a worker holds at once.
-const WINDOW: usize = 1;
 
 /// Why the run cannot go on.
 #[derive(Debug, Clone)]
@@ -85,7 +84,7 @@ pub enum Event {
 impl RunLoop {
     fn new(workers: usize, wake: WakePipe) -> RunLoop {
         RunLoop {
-            pool: Pool::new(workers, WINDOW),
+            pool: Pool::new(workers, MAX_WINDOW),
             links: (0..workers).map(|_| None).collect(),
             requeued: VecDeque::new(),
             kill_at: Vec::new(),
@@ -100,17 +99,33 @@ impl RunLoop {
         }
     }
 
-    /// Sends `item` to the least loaded ready worker. Returns the item back
-    /// when every worker is busy, booting or down.
+    /// Reads every live worker's progress counter into the pool.
+    fn observe_progress(&mut self, now: Instant) {
+        for (slot, link) in self.links.iter().enumerate() {
+            if let Some(link) = link {
+                self.pool.observe(slot, link.progress().finished(), now);
+            }
+        }
+    }
+
+    /// Queues `item` for the least loaded ready worker, and writes it at
+    /// once when that worker is about to run out of work; otherwise it goes
+    /// with the next batch. Returns the item back when every worker is
+    /// full, booting or down.
     fn try_send(&mut self, item: Item) -> std::io::Result<Option<Item>> {
         let Some(slot) = self.pool.least_loaded() else {
             return Ok(Some(item));
         };
+        let now = Instant::now();
         if let Some(link) = self.links[slot].as_mut() {
+            self.pool.observe(slot, link.progress().finished(), now);
+            let starving = self.pool.unfinished(slot) <= link.queued_items() + 1;
             link.queue_task(&item.payload);
-            link.flush()?;
+            if starving || link.outbox_full() {
+                link.flush()?;
+            }
         }
-        self.pool.assign(slot, item, Instant::now());
+        self.pool.assign(slot, item, now);
         Ok(None)
     }
 
@@ -144,7 +159,7 @@ impl RunLoop {
                         Frame::Failed(failure) => Some(failure),
                         _ => None,
                     };
-                    match self.pool.answer(slot, failure, Instant::now()) {
+                    match self.pool.answer(slot, failure) {
                         Ok(Answer::Performed(_)) => events.push(Event::Performed),
                         Ok(Answer::Failed(item, failure)) => events.push(Event::Failed {
                             slot,
@@ -388,7 +403,13 @@ pub fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
         return Err(fatal_error(ruby, master, fatal));
     }
     let timeout = master.options().timeout;
-    let (mut fds, owners, wake_write, wait_ms) = with_loop(ruby, master, |lp| {
+    let prepared = with_loop(ruby, master, |lp| {
+        // Batched items go out before the wait.
+        for link in lp.links.iter_mut().flatten() {
+            if link.has_queued() {
+                link.flush()?;
+            }
+        }
         let mut fds = vec![pollfd(lp.wake.read_fd().as_raw_fd(), libc::POLLIN)];
         let mut owners = vec![None];
         let mut hung_up_waiting = false;
@@ -400,7 +421,7 @@ pub fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
                 fds.push(pollfd(link.result_fd().as_raw_fd(), libc::POLLIN));
                 owners.push(Some(slot));
             }
-            if let (true, Some(task_fd)) = (link.wants_write(), link.task_fd()) {
+            if let (true, Some(task_fd)) = (link.has_queued(), link.task_fd()) {
                 fds.push(pollfd(task_fd.as_raw_fd(), libc::POLLOUT));
                 owners.push(Some(slot));
             }
@@ -417,8 +438,10 @@ pub fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
         for deadline in deadlines {
             wait = wait.min(deadline.saturating_duration_since(Instant::now()));
         }
-        (fds, owners, lp.wake.write_raw_fd(), wait.as_millis() as i32)
+        Ok((fds, owners, lp.wake.write_raw_fd(), wait.as_millis() as i32))
     })?;
+    let (mut fds, owners, wake_write, wait_ms) =
+        prepared.map_err(|err: std::io::Error| os_error(ruby, "sending items", err))?;
 
     // What the master printed shows up before it sleeps, not at exit.
     flush_all();
@@ -472,6 +495,7 @@ fn collect(
     if check_all || fds[0].revents != 0 {
         lp.wake.drain();
     }
+    lp.observe_progress(Instant::now());
     let mut events = Vec::new();
     for (pollfd, owner) in fds.iter().zip(owners) {
         let Some(slot) = *owner else { continue };

@@ -46,6 +46,7 @@ pub fn spawn(ruby: &Ruby, master: &Master, slot: usize) -> Result<(), Error> {
                 ends,
                 inherited_fds,
                 master_pid: master.master_pid(),
+                progress: link.progress(),
             },
         )
     };
@@ -135,9 +136,11 @@ fn settle_exit(ruby: &Ruby, master: &Master, slot: usize, status: Value) -> Resu
     let (expected, departure) = with_loop(ruby, master, |lp| {
         let state = lp.pool.slot(slot);
         let expected = state.state == SlotState::Leaving && !state.timed_out;
-        lp.links[slot] = None;
+        let finished = lp.links[slot]
+            .take()
+            .map_or(0, |link| link.progress().finished());
         lp.kill_at.retain(|(killed, _)| *killed != slot);
-        let departure = lp.pool.reaped(slot);
+        let departure = lp.pool.reaped(slot, finished);
         lp.hand_back(&departure.unstarted);
         if departure.during_boot {
             lp.boot_deaths_in_a_row += 1;
@@ -145,6 +148,9 @@ fn settle_exit(ruby: &Ruby, master: &Master, slot: usize, status: Value) -> Resu
         (expected, departure)
     })?;
     let stats = master.stats();
+    stats
+        .performed
+        .set(stats.performed.get() + departure.finished.len() as u64);
     let who = label(&worker);
     if let Some(item) = departure.performing {
         let cause = match master.options().timeout {
@@ -237,8 +243,10 @@ pub fn terminate_all(ruby: &Ruby, master: &Master) -> Result<(), Error> {
             if let Some(status) = try_wait(ruby, pid)? {
                 master.worker(ruby, slot).reaped(status);
                 with_loop(ruby, master, |lp| {
-                    lp.links[slot] = None;
-                    lp.pool.reaped(slot);
+                    let finished = lp.links[slot]
+                        .take()
+                        .map_or(0, |link| link.progress().finished());
+                    lp.pool.reaped(slot, finished);
                 })?;
             }
         }

@@ -1,0 +1,110 @@
+//! How fast a worker finishes items, and so how many it should hold at once.
+//! A fast worker gets a deep window (many small items per write, no idle gap
+//! between them); a slow one holds a single item, so nothing waits behind a
+//! long item that another worker could have taken.
+
+use std::time::{Duration, Instant};
+
+/// The work a window should cover: deep enough to hide a round trip, short
+/// enough that an item queued behind it waits no longer than this.
+const TARGET: Duration = Duration::from_millis(2);
+/// The deepest window.
+pub const MAX_WINDOW: usize = 512;
+
+/// A worker's measured pace.
+#[derive(Debug, Clone, Default)]
+pub struct Pace {
+    per_item: Option<Duration>,
+    seen: u64,
+    since: Option<Instant>,
+}
+
+impl Pace {
+    /// Records that the worker, idle until now, was given work at `now`.
+    pub fn busy(&mut self, now: Instant) {
+        if self.since.is_none() {
+            self.since = Some(now);
+        }
+    }
+
+    /// Records that the worker has finished `finished` items in all as of
+    /// `now`, and whether it still has work. Returns true when it finished
+    /// more since the last call.
+    pub fn observe(&mut self, finished: u64, still_busy: bool, now: Instant) -> bool {
+        let progressed = finished > self.seen;
+        if progressed {
+            if let Some(since) = self.since {
+                let count = u32::try_from(finished - self.seen).unwrap_or(u32::MAX);
+                let sample = now.saturating_duration_since(since) / count;
+                self.per_item = Some(match self.per_item {
+                    Some(old) => (old * 7 + sample * 3) / 10,
+                    None => sample,
+                });
+            }
+            self.seen = finished;
+        }
+        if progressed || !still_busy {
+            self.since = still_busy.then_some(now);
+        }
+        progressed
+    }
+
+    /// Returns how many items the worker should hold at once.
+    pub fn window(&self) -> usize {
+        match self.per_item {
+            None => 1,
+            Some(per_item) if per_item.is_zero() => MAX_WINDOW,
+            Some(per_item) => {
+                let fits = TARGET.as_nanos() / per_item.as_nanos();
+                usize::try_from(fits)
+                    .unwrap_or(MAX_WINDOW)
+                    .clamp(1, MAX_WINDOW)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(micros: u64) -> Instant {
+        thread_local!(static BASE: Instant = Instant::now());
+        BASE.with(|base| *base + Duration::from_micros(micros))
+    }
+
+    #[test]
+    fn an_unmeasured_worker_holds_one_item() {
+        assert_eq!(Pace::default().window(), 1);
+    }
+
+    #[test]
+    fn a_fast_worker_gets_a_deep_window() {
+        let mut pace = Pace::default();
+        pace.busy(at(0));
+        assert!(pace.observe(1000, true, at(5000)));
+        assert_eq!(pace.window(), 400);
+        pace.observe(100_000, true, at(10_000));
+        assert_eq!(pace.window(), MAX_WINDOW);
+    }
+
+    #[test]
+    fn a_slow_worker_holds_one_item() {
+        let mut pace = Pace::default();
+        pace.busy(at(0));
+        pace.observe(1, true, at(1_000_000));
+        assert_eq!(pace.window(), 1);
+    }
+
+    #[test]
+    fn idle_time_does_not_count_as_work() {
+        let mut pace = Pace::default();
+        pace.busy(at(0));
+        pace.observe(10, false, at(100));
+        // Idle for a second, then busy again: only the busy time counts.
+        pace.busy(at(1_000_100));
+        pace.observe(20, true, at(1_000_200));
+        assert_eq!(pace.window(), 200);
+        assert!(!pace.observe(20, true, at(1_000_300)));
+    }
+}
