@@ -235,6 +235,44 @@ RSpec.describe Divvy::Master do
       end
     end
 
+    it 'delivers every kind of item exactly as Marshal would' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'kinds.rb', <<~'RUBY')
+          class Kinds
+            include Divvy::Parallelizable
+            class Tagged < String; end
+
+            def self.items
+              shared = 'shared'
+              with_ivar = +'ivar'
+              with_ivar.instance_variable_set(:@note, 1)
+              [
+                [0], [1], [122], [123], [-124], [256], [-257], [2**30 - 1], [-(2**30)], [2**30], [2**64],
+                [nil, true, false], ['utf-8 é'], ['binary'.b], ['ascii'.encode('US-ASCII')],
+                ['latin'.encode('ISO-8859-1')], [:sym, :sym, 'x', 'y'], [:"é"], [[1, [2, [3]]], 'z'],
+                [shared, shared], [with_ivar], [Tagged.new('sub')], [1.5], [{ a: 1 }], ['a' * 70_000],
+                [[]], []
+              ]
+            end
+
+            def dispatch
+              self.class.items.each_with_index { |item, index| yield index, *item }
+            end
+
+            def perform(index, *item)
+              File.binwrite(File.join(ENV.fetch('OUT'), index.to_s), Marshal.dump(item))
+            end
+          end
+        RUBY
+        result = divvy('-n', 2, script, env: { 'OUT' => dir })
+        expect(result.status).to be_success, result.stderr
+        load script
+        Kinds.items.each_with_index do |item, index|
+          expect(File.binread(File.join(dir, index.to_s))).to eq(Marshal.dump(item)), item.inspect[0, 80]
+        end
+      end
+    end
+
     it 'runs a divvy 1.1 task that defines #process instead of #perform' do
       Dir.mktmpdir do |dir|
         script = write_script(dir, 'old.rb', <<~RUBY)

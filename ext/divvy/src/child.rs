@@ -3,18 +3,23 @@
 //! flushing `$stdout` and `$stderr`, so no `ensure` block or `at_exit`
 //! handler of the master runs here.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use magnus::{prelude::*, typed_data::Obj, Error, RArray, Ruby, Value};
+use magnus::{
+    prelude::*,
+    rb_sys::{protect, AsRawValue},
+    typed_data::Obj,
+    Error, RArray, Ruby, Value,
+};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use nix::unistd::{getppid, read};
+use nix::unistd::getppid;
 
 use crate::answers;
 use crate::arity::Arity;
 use crate::errors::failure_of;
-use crate::link::{WorkerEnds, READ_CHUNK};
+use crate::link::WorkerEnds;
 use crate::marshal;
 use crate::progress::Progress;
 use crate::protocol::{Decoder, Frame};
@@ -45,6 +50,8 @@ pub struct Child<'a> {
     pub master_pid: i32,
     /// The counter of finished items the master reads.
     pub progress: &'a Progress,
+    /// The Ruby id of `perform_method`.
+    pub perform_id: rb_sys::ID,
 }
 
 /// Runs the worker: boots, performs items until its task pipe ends, exits.
@@ -158,12 +165,20 @@ fn perform(
         );
         return Err(ruby.exception_arg_error().new_instance((message,))?.into());
     }
-    // The array stays on this stack frame, so the values in the slice are
-    // reachable for the whole call.
-    let values: Vec<Value> = args.into_iter().collect();
-    let _: Value = child
-        .task
-        .funcall(child.perform_method, values.as_slice())?;
+    let task = child.task.as_raw();
+    let method = child.perform_id;
+    protect(|| {
+        // SAFETY: `args` stays on this stack frame, so its elements are
+        // live for the call; a Ruby exception is caught by `protect`.
+        unsafe {
+            rb_sys::rb_funcallv(
+                task,
+                method,
+                args.len() as std::os::raw::c_int,
+                rb_sys::RARRAY_CONST_PTR(args.as_raw()),
+            )
+        }
+    })?;
     Ok(())
 }
 
@@ -196,18 +211,10 @@ fn next_task(
             leave(1);
         }
         ruby.thread_wait_fd(task_rx)?;
-        let spare = decoder.spare(READ_CHUNK);
-        match read(task_rx, spare) {
-            Ok(0) => {
-                decoder.commit(READ_CHUNK, 0);
-                return Ok(None);
-            }
-            Ok(count) => decoder.commit(READ_CHUNK, count),
-            Err(Errno::EINTR | Errno::EAGAIN) => decoder.commit(READ_CHUNK, 0),
-            Err(errno) => {
-                decoder.commit(READ_CHUNK, 0);
-                return Err(crate::errors::os_error(ruby, "reading a task", errno));
-            }
+        match decoder.read_from(task_rx.as_fd()) {
+            Ok(0) => return Ok(None),
+            Ok(_) | Err(Errno::EINTR | Errno::EAGAIN) => {}
+            Err(errno) => return Err(crate::errors::os_error(ruby, "reading a task", errno)),
         }
     }
 }

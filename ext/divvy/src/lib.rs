@@ -13,6 +13,7 @@ mod nogvl;
 mod options;
 mod outcome;
 mod pace;
+mod plain_marshal;
 mod pool;
 mod progress;
 mod protocol;

@@ -9,13 +9,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::unistd::{pipe2, read, write};
+use nix::unistd::{pipe2, write};
 
 use crate::progress::Progress;
-use crate::protocol::{encode_task_into, Decoder, Frame, ProtocolError};
-
-/// Bytes asked of the kernel per read.
-pub const READ_CHUNK: usize = 64 * 1024;
+use crate::protocol::{encode_task_into, Decoder, Frame, ProtocolError, READ_CHUNK};
 
 /// The master's ends of one worker's pipes.
 #[derive(Debug)]
@@ -139,26 +136,12 @@ impl Link {
     /// Records end-of-file, after which `hung_up` is true.
     pub fn receive(&mut self) -> io::Result<()> {
         while !self.hung_up {
-            let spare = self.decoder.spare(READ_CHUNK);
-            match read(&self.result_rx, spare) {
-                Ok(0) => {
-                    self.decoder.commit(READ_CHUNK, 0);
-                    self.hung_up = true;
-                }
-                Ok(count) => {
-                    self.decoder.commit(READ_CHUNK, count);
-                    if count < READ_CHUNK {
-                        return Ok(());
-                    }
-                }
-                Err(errno) => {
-                    self.decoder.commit(READ_CHUNK, 0);
-                    match errno {
-                        Errno::EINTR => continue,
-                        Errno::EAGAIN => return Ok(()),
-                        other => return Err(other.into()),
-                    }
-                }
+            match self.decoder.read_from(self.result_rx.as_fd()) {
+                Ok(0) => self.hung_up = true,
+                Ok(count) if count < READ_CHUNK => return Ok(()),
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return Ok(()),
+                Err(other) => return Err(other.into()),
             }
         }
         Ok(())
@@ -197,6 +180,7 @@ impl Link {
 mod tests {
     use super::*;
     use crate::protocol::Frame;
+    use nix::unistd::read;
 
     fn read_all(fd: &OwnedFd) -> Vec<u8> {
         let mut bytes = Vec::new();

@@ -1,19 +1,54 @@
-//! Marshal dumps and loads of the values that cross the pipes.
+//! Marshal dumps and loads of the values that cross the pipes. Plain items
+//! (see `plain_marshal`) are dumped without calling Ruby; everything else
+//! goes through Ruby's own Marshal.
 
-use magnus::{prelude::*, value::Lazy, Error, RModule, RString, Ruby, Value};
+use std::borrow::Cow;
 
-static MARSHAL: Lazy<RModule> = Lazy::new(|ruby| {
-    ruby.class_object()
-        .const_get("Marshal")
-        .expect("Marshal is part of Ruby")
-});
+use magnus::{
+    prelude::*,
+    rb_sys::{protect, AsRawValue, FromRawValue},
+    Error, RString, Ruby, Value,
+};
+use rb_sys::{ruby_value_type, VALUE};
 
-/// Dumps `value` with `Marshal.dump`.
+use crate::plain_marshal::{dump_into, Encoding, Plain, FIXNUM_RANGE};
+
+/// How deep nested arrays may go on the plain path.
+const PLAIN_DEPTH: usize = 8;
+
+/// Dumps the argument list `args` as a Marshal dump of an Array.
 ///
 /// Returns the bytes; raises what `Marshal.dump` raises (`TypeError` for a
 /// Proc, an IO or a singleton).
+pub fn dump_args(ruby: &Ruby, args: &[Value]) -> Result<Vec<u8>, Error> {
+    let mut identities = Vec::new();
+    let plain: Option<Vec<Plain<'_>>> = args
+        .iter()
+        .map(|arg| plain(ruby, arg.as_raw(), 0, &mut identities))
+        .collect();
+    if let Some(items) = plain {
+        let mut out = Vec::with_capacity(16);
+        dump_into(&Plain::Array(items), &mut out);
+        return Ok(out);
+    }
+    dump(ruby, ruby.ary_new_from_values(args).as_value())
+}
+
+/// Dumps `value` with Ruby's Marshal.
+///
+/// Returns the bytes; raises what `Marshal.dump` raises.
 pub fn dump(ruby: &Ruby, value: Value) -> Result<Vec<u8>, Error> {
-    let dumped: RString = ruby.get_inner(&MARSHAL).funcall("dump", (value,))?;
+    let nil = ruby.qnil().as_raw();
+    // SAFETY: rb_marshal_dump is called with a live value and no port; a
+    // Ruby exception is caught by `protect`.
+    let raw = protect(|| unsafe { rb_sys::rb_marshal_dump(value.as_raw(), nil) })?;
+    // SAFETY: `raw` is the String rb_marshal_dump returned, on this stack.
+    let dumped = RString::from_value(unsafe { Value::from_raw(raw) }).ok_or_else(|| {
+        Error::new(
+            ruby.exception_type_error(),
+            "Marshal.dump returned no String",
+        )
+    })?;
     // SAFETY: the bytes are copied before any other Ruby call can run.
     Ok(unsafe { dumped.as_slice() }.to_vec())
 }
@@ -22,6 +57,95 @@ pub fn dump(ruby: &Ruby, value: Value) -> Result<Vec<u8>, Error> {
 ///
 /// Returns the value; raises what `Marshal.load` raises.
 pub fn load(ruby: &Ruby, bytes: &[u8]) -> Result<Value, Error> {
-    ruby.get_inner(&MARSHAL)
-        .funcall("load", (ruby.str_from_slice(bytes),))
+    let string = ruby.str_from_slice(bytes);
+    // SAFETY: rb_marshal_load reads the live String; a Ruby exception is
+    // caught by `protect`.
+    let raw = protect(|| unsafe { rb_sys::rb_marshal_load(string.as_raw()) })?;
+    // SAFETY: `raw` is the value rb_marshal_load returned, on this stack.
+    Ok(unsafe { Value::from_raw(raw) })
+}
+
+/// Describes `value` for the plain path, or `None` when Ruby's Marshal must
+/// dump it. `identities` holds the Strings and Arrays seen so far: one seen
+/// twice needs Marshal's object links, so it takes the Ruby path.
+///
+/// No Ruby code runs while the result lives, so the borrowed bytes stay put.
+fn plain<'a>(
+    ruby: &Ruby,
+    value: VALUE,
+    depth: usize,
+    identities: &mut Vec<VALUE>,
+) -> Option<Plain<'a>> {
+    use rb_sys::special_consts::{Qfalse, Qnil, Qtrue};
+    if value == Qnil as VALUE {
+        return Some(Plain::Nil);
+    }
+    if value == Qtrue as VALUE || value == Qfalse as VALUE {
+        return Some(Plain::Bool(value == Qtrue as VALUE));
+    }
+    if rb_sys::FIXNUM_P(value) {
+        // SAFETY: `value` is a Fixnum.
+        let number: i64 = unsafe { rb_sys::FIX2LONG(value) };
+        return FIXNUM_RANGE.contains(&number).then_some(Plain::Int(number));
+    }
+    if rb_sys::STATIC_SYM_P(value) {
+        // SAFETY: `value` is a static Symbol.
+        let symbol = unsafe { magnus::Symbol::from_value(Value::from_raw(value)) }?;
+        return match symbol.name().ok()? {
+            Cow::Borrowed(name) if name.is_ascii() => Some(Plain::Symbol(name.as_bytes())),
+            _ => None,
+        };
+    }
+    if rb_sys::SPECIAL_CONST_P(value) {
+        return None;
+    }
+    // SAFETY: `value` is a heap object, so it has a builtin type and class.
+    let (kind, class) = unsafe { (rb_sys::RB_BUILTIN_TYPE(value), rb_sys::rb_obj_class(value)) };
+    if identities.contains(&value) || unsafe { rb_sys::rb_ivar_count(value) } != 0 {
+        return None;
+    }
+    match kind {
+        ruby_value_type::RUBY_T_STRING if class == ruby.class_string().as_raw() => {
+            identities.push(value);
+            // SAFETY: `value` is a String; its encoding index is readable.
+            let index = unsafe { rb_sys::rb_enc_get_index(value) };
+            let encoding = if index == unsafe { rb_sys::rb_utf8_encindex() } {
+                Encoding::Utf8
+            } else if index == unsafe { rb_sys::rb_usascii_encindex() } {
+                Encoding::UsAscii
+            } else if index == unsafe { rb_sys::rb_ascii8bit_encindex() } {
+                Encoding::Binary
+            } else {
+                return None;
+            };
+            // SAFETY: the String's bytes stay valid while no Ruby code runs,
+            // which holds for the life of the plain description.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    rb_sys::RSTRING_PTR(value).cast::<u8>(),
+                    usize::try_from(rb_sys::RSTRING_LEN(value)).ok()?,
+                )
+            };
+            Some(Plain::Str(bytes, encoding))
+        }
+        ruby_value_type::RUBY_T_ARRAY
+            if class == ruby.class_array().as_raw() && depth < PLAIN_DEPTH =>
+        {
+            identities.push(value);
+            // SAFETY: `value` is an Array; its elements are read without any
+            // Ruby code running in between.
+            let elements = unsafe {
+                std::slice::from_raw_parts(
+                    rb_sys::RARRAY_CONST_PTR(value),
+                    usize::try_from(rb_sys::RARRAY_LEN(value)).ok()?,
+                )
+            };
+            elements
+                .iter()
+                .map(|element| plain(ruby, *element, depth + 1, identities))
+                .collect::<Option<Vec<_>>>()
+                .map(Plain::Array)
+        }
+        _ => None,
+    }
 }

@@ -177,15 +177,16 @@ impl Pool {
 
     /// Returns the index of the ready worker with room for another item,
     /// preferring the emptiest, or `None` when every worker is full, booting
-    /// or down.
+    /// or down. Items a worker finished count as room even before their
+    /// answers arrive.
     pub fn least_loaded(&self) -> Option<usize> {
         self.slots
             .iter()
             .enumerate()
             .filter(|(index, slot)| {
-                slot.state == SlotState::Ready && slot.held.len() < self.window(*index)
+                slot.state == SlotState::Ready && slot.unfinished() < self.window(*index)
             })
-            .min_by_key(|(_, slot)| slot.held.len())
+            .min_by_key(|(_, slot)| slot.unfinished())
             .map(|(index, _)| index)
     }
 
@@ -453,7 +454,9 @@ mod tests {
         assert_eq!(pool.next_deadline(timeout), Some(at(150)));
         pool.timed_out(1);
         assert_eq!(pool.overdue(at(500), timeout), Vec::<usize>::new());
-        assert_eq!(pool.least_loaded(), None);
+        // Worker 0 has room again (its item is finished); worker 1 is
+        // being stopped.
+        assert_eq!(pool.least_loaded(), Some(0));
         let departure = pool.reaped(1, 0);
         assert!(departure.timed_out);
         assert_eq!(departure.performing, Some(item(2)));

@@ -8,9 +8,14 @@
 //! `cargo test` covers it without a VM.
 
 use std::fmt;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use nix::errno::Errno;
 
 /// Bytes before a frame's payload: the kind byte and the `u64` length.
 pub const HEADER_LEN: usize = 9;
+/// Bytes asked of the kernel per read.
+pub const READ_CHUNK: usize = 64 * 1024;
 
 const KIND_TASK: u8 = 1;
 const KIND_READY: u8 = 2;
@@ -192,19 +197,22 @@ impl Decoder {
         self.buffer.extend_from_slice(bytes);
     }
 
-    /// Returns a buffer of at least `min` free bytes to read into; pass the
-    /// count actually read to `commit`. Avoids a copy per read.
-    pub fn spare(&mut self, min: usize) -> &mut [u8] {
+    /// Reads what `fd` has, up to `READ_CHUNK` bytes, straight into the
+    /// buffer (no zero-filling, no copy).
+    ///
+    /// Returns the count read, 0 at end-of-file, or the OS error.
+    pub fn read_from(&mut self, fd: BorrowedFd<'_>) -> nix::Result<usize> {
         self.compact();
-        let len = self.buffer.len();
-        self.buffer.resize(len + min, 0);
-        &mut self.buffer[len..]
-    }
-
-    /// Keeps `read` bytes of the last `spare` buffer and drops the rest.
-    pub fn commit(&mut self, spare: usize, read: usize) {
-        let len = self.buffer.len();
-        self.buffer.truncate(len - spare + read);
+        self.buffer.reserve(READ_CHUNK);
+        let spare = self.buffer.spare_capacity_mut();
+        // SAFETY: reads at most `spare.len()` bytes into the buffer's
+        // reserved capacity; only the bytes the kernel wrote are then
+        // counted as initialized.
+        let read = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        let count = usize::try_from(Errno::result(read)?).unwrap_or(0);
+        // SAFETY: the kernel initialized `count` bytes past the old length.
+        unsafe { self.buffer.set_len(self.buffer.len() + count) };
+        Ok(count)
     }
 
     /// True when bytes of an unfinished frame are buffered.
@@ -318,18 +326,21 @@ mod tests {
     }
 
     #[test]
-    fn spare_and_commit_feed_the_decoder_without_a_copy() {
+    fn reads_frames_straight_from_a_pipe() {
+        use std::os::fd::AsFd;
+        let (reader, writer) = nix::unistd::pipe().unwrap();
         let bytes = Frame::Task(vec![7; 100_000]).encode();
+        let feeder = std::thread::spawn(move || {
+            nix::unistd::write(&writer, &bytes).unwrap();
+        });
         let mut decoder = Decoder::new();
-        for chunk in bytes.chunks(65_536) {
-            let spare = decoder.spare(65_536);
-            spare[..chunk.len()].copy_from_slice(chunk);
-            decoder.commit(65_536, chunk.len());
+        let mut frame = None;
+        while frame.is_none() {
+            assert!(decoder.read_from(reader.as_fd()).unwrap() > 0);
+            frame = decoder.next_frame().unwrap();
         }
-        assert_eq!(
-            decoder.next_frame().unwrap(),
-            Some(Frame::Task(vec![7; 100_000]))
-        );
+        feeder.join().unwrap();
+        assert_eq!(frame, Some(Frame::Task(vec![7; 100_000])));
     }
 
     #[test]

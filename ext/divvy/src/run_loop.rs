@@ -113,8 +113,16 @@ impl RunLoop {
     /// with the next batch. Returns the item back when every worker is
     /// full, booting or down.
     fn try_send(&mut self, item: Item) -> std::io::Result<Option<Item>> {
-        let Some(slot) = self.pool.least_loaded() else {
-            return Ok(Some(item));
+        let slot = match self.pool.least_loaded() {
+            Some(slot) => slot,
+            None => {
+                // Workers may have finished items since their answers came.
+                self.observe_progress(Instant::now());
+                match self.pool.least_loaded() {
+                    Some(slot) => slot,
+                    None => return Ok(Some(item)),
+                }
+            }
         };
         let now = Instant::now();
         if let Some(link) = self.links[slot].as_mut() {
@@ -303,9 +311,8 @@ fn on_item(ruby: &Ruby, master: &Master, tag: Value, args: &[Value]) -> Result<V
     if stopping(ruby, master)? {
         return ruby.module_kernel().funcall("throw", (tag,));
     }
-    let array = ruby.ary_new_from_values(args);
-    let payload = marshal::dump(ruby, array.as_value())
-        .map_err(|error| unmarshalable_item(ruby, args, &error))?;
+    let payload =
+        marshal::dump_args(ruby, args).map_err(|error| unmarshalable_item(ruby, args, &error))?;
     let index = with_loop(ruby, master, |lp| {
         lp.next_index += 1;
         lp.next_index - 1

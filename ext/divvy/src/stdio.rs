@@ -1,31 +1,37 @@
 //! The standard streams as Ruby sees them (`$stdout`, `$stderr`), so that
 //! divvy's reports go wherever the user pointed them.
 
-use std::ffi::CString;
+use magnus::{prelude::*, rb_sys::FromRawValue, value::LazyId, Error, Ruby, Value};
 
-use magnus::{prelude::*, rb_sys::protect, Error, Ruby, Value};
+static FLUSH: LazyId = LazyId::new("flush");
+static WRITE: LazyId = LazyId::new("write");
 
-fn global(name: &str) -> Result<Value, Error> {
-    let name = CString::new(name).unwrap_or_default();
-    // SAFETY: rb_gv_get reads a global variable by its NUL-terminated name.
-    let raw = protect(|| unsafe { rb_sys::rb_gv_get(name.as_ptr()) })?;
-    // SAFETY: `raw` is a live VALUE just returned by Ruby, on this stack.
-    Ok(unsafe { magnus::rb_sys::FromRawValue::from_raw(raw) })
+/// The current `$stdout` and `$stderr`: Ruby keeps them in these globals.
+fn streams() -> [Value; 2] {
+    // SAFETY: rb_stdout and rb_stderr always hold live IO-like objects,
+    // read here on a Ruby thread.
+    unsafe {
+        [
+            Value::from_raw(std::ptr::addr_of!(rb_sys::rb_stdout).read()),
+            Value::from_raw(std::ptr::addr_of!(rb_sys::rb_stderr).read()),
+        ]
+    }
 }
 
 /// Writes one `divvy: ...` line to `$stderr`.
 ///
 /// Raises what `$stderr.write` raises.
 pub fn say(_ruby: &Ruby, line: &str) -> Result<(), Error> {
-    let _: Value = global("$stderr")?.funcall("write", (format!("divvy: {line}\n"),))?;
+    let [_, stderr] = streams();
+    let _: Value = stderr.funcall(*WRITE, (format!("divvy: {line}\n"),))?;
     Ok(())
 }
 
 /// Flushes `$stdout` and `$stderr`, ignoring errors: used before the master
-/// sleeps and on the way out of a worker, where a closed stream is no reason
-/// to stop.
+/// sleeps and before a worker sends answers or exits, where a closed stream
+/// is no reason to stop.
 pub fn flush_all() {
-    for name in ["$stdout", "$stderr"] {
-        let _ = global(name).and_then(|io| io.funcall::<_, _, Value>("flush", ()));
+    for stream in streams() {
+        let _ = stream.funcall::<_, _, Value>(*FLUSH, ());
     }
 }

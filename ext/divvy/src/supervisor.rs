@@ -47,6 +47,7 @@ pub fn spawn(ruby: &Ruby, master: &Master, slot: usize) -> Result<(), Error> {
                 inherited_fds,
                 master_pid: master.master_pid(),
                 progress: link.progress(),
+                perform_id: magnus::rb_sys::AsRawId::as_raw(ruby.intern(perform_method)),
             },
         )
     };

@@ -1,0 +1,237 @@
+//! Marshal dumps of plain items written without Ruby's Marshal: an array
+//! of nil, true, false, small Integers, ASCII Symbols, Strings (UTF-8,
+//! US-ASCII or binary, without instance variables) and such arrays. The
+//! bytes are exactly those `Marshal.dump` writes (format 4.8), so workers
+//! read them with `Marshal.load` as usual; anything else goes through Ruby's
+//! Marshal. This is the master's hot path for small items.
+
+/// The Marshal format version, major and minor.
+const HEADER: [u8; 2] = [4, 8];
+
+/// Smallest and largest Integer Marshal writes as a fixnum (`i`).
+pub const FIXNUM_RANGE: std::ops::RangeInclusive<i64> = -(1 << 30)..=(1 << 30) - 1;
+
+/// A String's encoding, as far as the plain path handles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// UTF-8: marked with the `E` instance variable set to true.
+    Utf8,
+    /// US-ASCII: marked with `E` set to false.
+    UsAscii,
+    /// ASCII-8BIT (binary): no marking.
+    Binary,
+}
+
+/// A value the plain path can dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plain<'a> {
+    /// `nil`.
+    Nil,
+    /// `true` or `false`.
+    Bool(bool),
+    /// An Integer within `FIXNUM_RANGE`.
+    Int(i64),
+    /// A Symbol whose name is ASCII.
+    Symbol(&'a [u8]),
+    /// A String with its bytes and encoding.
+    Str(&'a [u8], Encoding),
+    /// An Array of plain values.
+    Array(Vec<Plain<'a>>),
+}
+
+/// Writes the Marshal dump of `value` to `out`.
+pub fn dump_into(value: &Plain<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(&HEADER);
+    let mut symbols: Vec<&[u8]> = Vec::new();
+    write_value(value, out, &mut symbols);
+}
+
+fn write_value<'a>(value: &Plain<'a>, out: &mut Vec<u8>, symbols: &mut Vec<&'a [u8]>) {
+    match value {
+        Plain::Nil => out.push(b'0'),
+        Plain::Bool(true) => out.push(b'T'),
+        Plain::Bool(false) => out.push(b'F'),
+        Plain::Int(number) => {
+            out.push(b'i');
+            write_long(*number, out);
+        }
+        Plain::Symbol(name) => write_symbol(name, out, symbols),
+        Plain::Str(bytes, encoding) => {
+            if *encoding != Encoding::Binary {
+                out.push(b'I');
+            }
+            out.push(b'"');
+            write_long(bytes.len() as i64, out);
+            out.extend_from_slice(bytes);
+            if *encoding != Encoding::Binary {
+                write_long(1, out);
+                write_symbol(b"E", out, symbols);
+                out.push(if *encoding == Encoding::Utf8 {
+                    b'T'
+                } else {
+                    b'F'
+                });
+            }
+        }
+        Plain::Array(items) => {
+            out.push(b'[');
+            write_long(items.len() as i64, out);
+            for item in items {
+                write_value(item, out, symbols);
+            }
+        }
+    }
+}
+
+fn write_symbol<'a>(name: &'a [u8], out: &mut Vec<u8>, symbols: &mut Vec<&'a [u8]>) {
+    match symbols.iter().position(|known| *known == name) {
+        Some(index) => {
+            out.push(b';');
+            write_long(index as i64, out);
+        }
+        None => {
+            out.push(b':');
+            write_long(name.len() as i64, out);
+            out.extend_from_slice(name);
+            symbols.push(name);
+        }
+    }
+}
+
+/// Marshal's variable-length integer (`w_long` in marshal.c).
+fn write_long(value: i64, out: &mut Vec<u8>) {
+    match value {
+        0 => out.push(0),
+        1..=122 => out.push((value + 5) as u8),
+        -123..=-1 => out.push(((value - 5) & 0xff) as u8),
+        _ => {
+            let mut rest = value;
+            let mut bytes = Vec::with_capacity(8);
+            loop {
+                bytes.push((rest & 0xff) as u8);
+                rest >>= 8;
+                if rest == 0 {
+                    out.push(bytes.len() as u8);
+                    break;
+                }
+                if rest == -1 {
+                    out.push((-(bytes.len() as i8)) as u8);
+                    break;
+                }
+            }
+            out.extend_from_slice(&bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dump(value: Plain<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        dump_into(&value, &mut out);
+        out
+    }
+
+    fn ints(values: &[i64]) -> Plain<'static> {
+        Plain::Array(values.iter().map(|value| Plain::Int(*value)).collect())
+    }
+
+    // Every expectation below was printed by Ruby 3.1's Marshal.dump.
+    #[test]
+    fn writes_integers_as_marshal_does() {
+        let cases: [(i64, &[u8]); 13] = [
+            (0, &[0x00]),
+            (1, &[0x06]),
+            (122, &[0x7f]),
+            (123, &[0x01, 0x7b]),
+            (-1, &[0xfa]),
+            (-123, &[0x80]),
+            (-124, &[0xff, 0x84]),
+            (255, &[0x01, 0xff]),
+            (256, &[0x02, 0x00, 0x01]),
+            (-256, &[0xff, 0x00]),
+            (-257, &[0xfe, 0xff, 0xfe]),
+            (1_073_741_823, &[0x04, 0xff, 0xff, 0xff, 0x3f]),
+            (-1_073_741_824, &[0xfc, 0x00, 0x00, 0x00, 0xc0]),
+        ];
+        for (value, long) in cases {
+            let mut expected = vec![0x04, 0x08, 0x5b, 0x06, 0x69];
+            expected.extend_from_slice(long);
+            assert_eq!(dump(ints(&[value])), expected, "{value}");
+        }
+        assert_eq!(dump(ints(&[])), [0x04, 0x08, 0x5b, 0x00]);
+    }
+
+    #[test]
+    fn writes_nil_true_and_false() {
+        let value = Plain::Array(vec![Plain::Nil, Plain::Bool(true), Plain::Bool(false)]);
+        assert_eq!(dump(value), [0x04, 0x08, 0x5b, 0x08, 0x30, 0x54, 0x46]);
+    }
+
+    #[test]
+    fn writes_strings_with_their_encoding() {
+        let utf8 = Plain::Array(vec![Plain::Str(b"a", Encoding::Utf8)]);
+        assert_eq!(
+            dump(utf8),
+            [0x04, 0x08, 0x5b, 0x06, 0x49, 0x22, 0x06, 0x61, 0x06, 0x3a, 0x06, 0x45, 0x54]
+        );
+        let binary = Plain::Array(vec![Plain::Str(b"a", Encoding::Binary)]);
+        assert_eq!(dump(binary), [0x04, 0x08, 0x5b, 0x06, 0x22, 0x06, 0x61]);
+        let ascii = Plain::Array(vec![Plain::Str(b"a", Encoding::UsAscii)]);
+        assert_eq!(
+            dump(ascii),
+            [0x04, 0x08, 0x5b, 0x06, 0x49, 0x22, 0x06, 0x61, 0x06, 0x3a, 0x06, 0x45, 0x46]
+        );
+    }
+
+    #[test]
+    fn links_repeated_symbols() {
+        let two = Plain::Array(vec![
+            Plain::Str(b"a", Encoding::Utf8),
+            Plain::Str(b"b", Encoding::Utf8),
+        ]);
+        assert_eq!(
+            dump(two),
+            [
+                0x04, 0x08, 0x5b, 0x07, 0x49, 0x22, 0x06, 0x61, 0x06, 0x3a, 0x06, 0x45, 0x54, 0x49,
+                0x22, 0x06, 0x62, 0x06, 0x3b, 0x00, 0x54
+            ]
+        );
+        let symbols = Plain::Array(vec![
+            Plain::Symbol(b"sym"),
+            Plain::Symbol(b"sym"),
+            Plain::Str(b"x", Encoding::Utf8),
+        ]);
+        assert_eq!(
+            dump(symbols),
+            [
+                0x04, 0x08, 0x5b, 0x08, 0x3a, 0x08, 0x73, 0x79, 0x6d, 0x3b, 0x00, 0x49, 0x22, 0x06,
+                0x78, 0x06, 0x3a, 0x06, 0x45, 0x54
+            ]
+        );
+    }
+
+    #[test]
+    fn writes_nested_arrays_and_long_strings() {
+        let nested = Plain::Array(vec![
+            Plain::Array(vec![Plain::Int(1), Plain::Array(vec![Plain::Int(2)])]),
+            Plain::Str(b"z", Encoding::Utf8),
+        ]);
+        assert_eq!(
+            dump(nested),
+            [
+                0x04, 0x08, 0x5b, 0x07, 0x5b, 0x07, 0x69, 0x06, 0x5b, 0x06, 0x69, 0x07, 0x49, 0x22,
+                0x06, 0x7a, 0x06, 0x3a, 0x06, 0x45, 0x54
+            ]
+        );
+        let long = vec![b'a'; 300];
+        let bytes = dump(Plain::Array(vec![Plain::Str(&long, Encoding::Utf8)]));
+        assert_eq!(
+            bytes[..9],
+            [0x04, 0x08, 0x5b, 0x06, 0x49, 0x22, 0x02, 0x2c, 0x01]
+        );
+        assert_eq!(bytes.len(), 9 + 300 + 5);
+    }
+}
