@@ -93,16 +93,27 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
     let arity = perform_arity(child.task, child.perform_method);
     let mut decoder = Decoder::new();
     loop {
-        let payload = match next_task(ruby, &child.ends.task_rx, &mut decoder) {
-            Ok(Some(payload)) => payload,
-            Ok(None) => {
+        match wait_for_task(ruby, &child.ends.task_rx, &mut decoder) {
+            Ok(true) => {}
+            Ok(false) => {
                 answers::flush();
                 leave(0)
             }
             Err(error) => report_and_leave(ruby, &format!("{label} stopped"), &error),
+        }
+        let payload = match decoder.next_task() {
+            Ok(Some(payload)) => payload,
+            Ok(None) => continue,
+            Err(error) => {
+                let error = crate::errors::divvy_error(
+                    ruby,
+                    format!("malformed frame from the master: {error}"),
+                );
+                report_and_leave(ruby, &format!("{label} stopped"), &error)
+            }
         };
         PERFORMING.store(true, Ordering::SeqCst);
-        let answered = match perform(ruby, &child, arity, &payload) {
+        let answered = match perform(ruby, &child, arity, payload) {
             Ok(()) => {
                 // Counted before its answer is queued: should the worker
                 // die with the answer unsent, the master still knows.
@@ -154,7 +165,7 @@ fn perform(
     arity: Option<Arity>,
     payload: &[u8],
 ) -> Result<(), Error> {
-    let args = RArray::try_convert(marshal::load(ruby, payload)?)?;
+    let args = RArray::try_convert(marshal::load_borrowed(ruby, payload)?)?;
     if let Some(arity) = arity.filter(|arity| !arity.accepts(args.len())) {
         let class_name = unsafe { child.task.classname() }.into_owned();
         let message = format!(
@@ -182,37 +193,20 @@ fn perform(
     Ok(())
 }
 
-/// Reads the next `Task` frame; before waiting for one, sends the answers
-/// queued so far. Waits through Ruby so signal traps run. Returns `None` at
+/// Waits until a whole frame is buffered; before waiting, sends the answers
+/// queued so far. Waits through Ruby so signal traps run. Returns false at
 /// end-of-file: the master is done with this worker.
-fn next_task(
-    ruby: &Ruby,
-    task_rx: &OwnedFd,
-    decoder: &mut Decoder,
-) -> Result<Option<Vec<u8>>, Error> {
+fn wait_for_task(ruby: &Ruby, task_rx: &OwnedFd, decoder: &mut Decoder) -> Result<bool, Error> {
     loop {
-        match decoder.next_frame() {
-            Ok(Some(Frame::Task(payload))) => return Ok(Some(payload)),
-            Ok(Some(other)) => {
-                return Err(crate::errors::divvy_error(
-                    ruby,
-                    format!("unexpected frame from the master: {other:?}"),
-                ))
-            }
-            Ok(None) => {}
-            Err(error) => {
-                return Err(crate::errors::divvy_error(
-                    ruby,
-                    format!("malformed frame from the master: {error}"),
-                ))
-            }
+        if decoder.has_frame() {
+            return Ok(true);
         }
         if !answers::flush() {
             leave(1);
         }
         ruby.thread_wait_fd(task_rx)?;
         match decoder.read_from(task_rx.as_fd()) {
-            Ok(0) => return Ok(None),
+            Ok(0) => return Ok(false),
             Ok(_) | Err(Errno::EINTR | Errno::EAGAIN) => {}
             Err(errno) => return Err(crate::errors::os_error(ruby, "reading a task", errno)),
         }

@@ -12,7 +12,9 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd::{pipe2, write};
 
 use crate::progress::Progress;
-use crate::protocol::{encode_task_into, Decoder, Frame, ProtocolError, READ_CHUNK};
+use crate::protocol::{
+    encode_task_into, task_header, Decoder, Frame, ProtocolError, HEADER_LEN, READ_CHUNK,
+};
 
 /// The master's ends of one worker's pipes.
 #[derive(Debug)]
@@ -37,6 +39,9 @@ pub struct WorkerEnds {
     pub result_tx: OwnedFd,
 }
 
+/// The size asked for a task pipe (Linux's default limit for users).
+const PIPE_SIZE: i32 = 1024 * 1024;
+
 /// Bytes queued for a worker past which the master writes them at once.
 const OUTBOX_FLUSH_BYTES: usize = 64 * 1024;
 
@@ -47,6 +52,9 @@ const OUTBOX_FLUSH_BYTES: usize = 64 * 1024;
 pub fn open() -> io::Result<(Link, WorkerEnds)> {
     let (task_rx, task_tx) = pipe2(OFlag::O_CLOEXEC)?;
     let (result_rx, result_tx) = pipe2(OFlag::O_CLOEXEC)?;
+    // A larger task pipe takes a big item in one write; where the system
+    // refuses, the default size works, only with more round trips.
+    let _ = fcntl(task_tx.as_fd(), FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
     set_nonblocking(&task_tx)?;
     set_nonblocking(&result_rx)?;
     let link = Link {
@@ -63,6 +71,33 @@ pub fn open() -> io::Result<(Link, WorkerEnds)> {
     Ok((link, WorkerEnds { task_rx, result_tx }))
 }
 
+/// Payloads this large are written straight from the item, not copied
+/// into the outbox first.
+const DIRECT_WRITE_BYTES: usize = 64 * 1024;
+
+/// Writes `head` then `body` with one `writev`, retrying on EINTR.
+fn write_both(fd: BorrowedFd<'_>, head: &[u8], body: &[u8]) -> nix::Result<usize> {
+    let parts = [
+        libc::iovec {
+            iov_base: head.as_ptr() as *mut libc::c_void,
+            iov_len: head.len(),
+        },
+        libc::iovec {
+            iov_base: body.as_ptr() as *mut libc::c_void,
+            iov_len: body.len(),
+        },
+    ];
+    loop {
+        // SAFETY: both iovecs point into live slices for the whole call.
+        let written = unsafe { libc::writev(fd.as_raw_fd(), parts.as_ptr(), 2) };
+        match Errno::result(written) {
+            Ok(count) => return Ok(count as usize),
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(errno),
+        }
+    }
+}
+
 /// Makes `fd` non-blocking.
 pub fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
     let flags = OFlag::from_bits_retain(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
@@ -71,10 +106,44 @@ pub fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
 }
 
 impl Link {
-    /// Queues a `Task` frame carrying `payload`; `flush` sends it.
-    pub fn queue_task(&mut self, payload: &[u8]) {
-        encode_task_into(&mut self.outbox, payload);
+    /// Queues a `Task` frame carrying `payload`; `flush` sends it. A large
+    /// payload is written at once, straight from `payload`, when nothing is
+    /// queued before it; only what the pipe does not take is copied.
+    ///
+    /// Returns the OS error of a failed write.
+    pub fn queue_task(&mut self, payload: &[u8]) -> io::Result<()> {
+        if payload.len() >= DIRECT_WRITE_BYTES {
+            self.flush()?;
+        }
+        let written = match &self.task_tx {
+            Some(task_tx) if payload.len() >= DIRECT_WRITE_BYTES && !self.has_queued() => {
+                let header = task_header(payload.len());
+                match write_both(task_tx.as_fd(), &header, payload) {
+                    Ok(written) => written,
+                    Err(Errno::EAGAIN) => 0,
+                    Err(Errno::EPIPE) => {
+                        self.task_tx = None;
+                        return Ok(());
+                    }
+                    Err(errno) => return Err(errno.into()),
+                }
+            }
+            _ => 0,
+        };
+        if written == 0 {
+            encode_task_into(&mut self.outbox, payload);
+        } else if written < HEADER_LEN {
+            self.outbox
+                .extend_from_slice(&task_header(payload.len())[written..]);
+            self.outbox.extend_from_slice(payload);
+        } else if written < HEADER_LEN + payload.len() {
+            self.outbox
+                .extend_from_slice(&payload[written - HEADER_LEN..]);
+        } else {
+            return Ok(());
+        }
         self.queued_items += 1;
+        Ok(())
     }
 
     /// Items queued and not yet written in full.
@@ -198,7 +267,7 @@ mod tests {
     fn sends_a_task_larger_than_the_pipe_in_pieces() {
         let (mut link, ends) = open().unwrap();
         let payload = vec![3u8; 1024 * 1024];
-        link.queue_task(&payload);
+        link.queue_task(&payload).unwrap();
         link.flush().unwrap();
         assert!(link.has_queued(), "a 1 MB frame cannot fit a pipe at once");
         let reader = std::thread::spawn(move || read_all(&ends.task_rx));
@@ -232,7 +301,7 @@ mod tests {
     fn a_vanished_worker_does_not_fail_the_master() {
         let (mut link, ends) = open().unwrap();
         drop(ends);
-        link.queue_task(b"item");
+        link.queue_task(b"item").unwrap();
         link.flush().unwrap();
         assert!(!link.has_queued());
     }

@@ -16,22 +16,25 @@ use crate::plain_marshal::{dump_into, Encoding, Plain, FIXNUM_RANGE};
 /// How deep nested arrays may go on the plain path.
 const PLAIN_DEPTH: usize = 8;
 
-/// Dumps the argument list `args` as a Marshal dump of an Array.
+/// Dumps the argument list `args` as a Marshal dump of an Array into
+/// `out` (cleared first; pass a recycled buffer to spare an allocation).
 ///
 /// Returns the bytes; raises what `Marshal.dump` raises (`TypeError` for a
 /// Proc, an IO or a singleton).
-pub fn dump_args(ruby: &Ruby, args: &[Value]) -> Result<Vec<u8>, Error> {
+pub fn dump_args(ruby: &Ruby, args: &[Value], mut out: Vec<u8>) -> Result<Vec<u8>, Error> {
+    out.clear();
     let mut identities = Vec::new();
     let plain: Option<Vec<Plain<'_>>> = args
         .iter()
         .map(|arg| plain(ruby, arg.as_raw(), 0, &mut identities))
         .collect();
     if let Some(items) = plain {
-        let mut out = Vec::with_capacity(16);
         dump_into(&Plain::Array(items), &mut out);
         return Ok(out);
     }
-    dump(ruby, ruby.ary_new_from_values(args).as_value())
+    let dumped = dump(ruby, ruby.ary_new_from_values(args).as_value())?;
+    out.extend_from_slice(&dumped);
+    Ok(out)
 }
 
 /// Dumps `value` with Ruby's Marshal.
@@ -58,6 +61,29 @@ pub fn dump(ruby: &Ruby, value: Value) -> Result<Vec<u8>, Error> {
 /// Returns the value; raises what `Marshal.load` raises.
 pub fn load(ruby: &Ruby, bytes: &[u8]) -> Result<Value, Error> {
     let string = ruby.str_from_slice(bytes);
+    load_string(string)
+}
+
+/// Loads `bytes` with `Marshal.load` without copying them into Ruby first:
+/// the String handed to Marshal points at `bytes`. Runs in the worker on
+/// each item.
+///
+/// Returns the value; raises what `Marshal.load` raises.
+pub fn load_borrowed(ruby: &Ruby, bytes: &[u8]) -> Result<Value, Error> {
+    let len = std::os::raw::c_long::try_from(bytes.len()).unwrap_or(0);
+    // SAFETY: the String only borrows `bytes`, which outlive this call;
+    // Marshal.load copies what it keeps and nothing else holds the String
+    // (it is frozen, so nothing can write through it).
+    let string = unsafe {
+        let raw = rb_sys::rb_str_new_static(bytes.as_ptr().cast(), len);
+        rb_sys::rb_obj_freeze(raw);
+        RString::from_value(Value::from_raw(raw))
+    }
+    .ok_or_else(|| Error::new(ruby.exception_type_error(), "not a String"))?;
+    load_string(string)
+}
+
+fn load_string(string: RString) -> Result<Value, Error> {
     // SAFETY: rb_marshal_load reads the live String; a Ruby exception is
     // caught by `protect`.
     let raw = protect(|| unsafe { rb_sys::rb_marshal_load(string.as_raw()) })?;

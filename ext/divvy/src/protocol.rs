@@ -8,14 +8,18 @@
 //! `cargo test` covers it without a VM.
 
 use std::fmt;
+use std::ops::Range;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::errno::Errno;
 
 /// Bytes before a frame's payload: the kind byte and the `u64` length.
 pub const HEADER_LEN: usize = 9;
-/// Bytes asked of the kernel per read.
+/// Bytes asked of the kernel per read, at least.
 pub const READ_CHUNK: usize = 64 * 1024;
+/// Bytes asked of the kernel per read, at most: a large frame is read in
+/// pieces this big.
+const MAX_READ: usize = 16 * 1024 * 1024;
 
 const KIND_TASK: u8 = 1;
 const KIND_READY: u8 = 2;
@@ -60,6 +64,8 @@ pub enum ProtocolError {
     UnexpectedPayload { kind: u8, len: u64 },
     /// The payload length does not fit this machine's address space.
     TooLong(u64),
+    /// A frame of this kind came where another was expected.
+    UnexpectedKind(u8),
     /// A `Failed` payload ends before its fields do, or has bytes left over.
     MalformedFailure,
 }
@@ -75,6 +81,7 @@ impl fmt::Display for ProtocolError {
                 )
             }
             ProtocolError::TooLong(len) => write!(f, "frame payload of {len} bytes is too long"),
+            ProtocolError::UnexpectedKind(kind) => write!(f, "unexpected frame kind {kind}"),
             ProtocolError::MalformedFailure => write!(f, "malformed failure report"),
         }
     }
@@ -111,6 +118,15 @@ impl Frame {
 /// so the master copies an item's bytes once.
 pub fn encode_task_into(out: &mut Vec<u8>, payload: &[u8]) {
     push_frame(out, KIND_TASK, payload);
+}
+
+/// Returns the header of a `Task` frame whose payload is `len` bytes, for
+/// writing a large payload without copying it behind its header.
+pub fn task_header(len: usize) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    header[0] = KIND_TASK;
+    header[1..].copy_from_slice(&(len as u64).to_le_bytes());
+    header
 }
 
 fn push_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
@@ -182,6 +198,7 @@ fn take_string(bytes: &mut &[u8]) -> Result<String, ProtocolError> {
 pub struct Decoder {
     buffer: Vec<u8>,
     start: usize,
+    missing: usize,
 }
 
 impl Decoder {
@@ -197,13 +214,15 @@ impl Decoder {
         self.buffer.extend_from_slice(bytes);
     }
 
-    /// Reads what `fd` has, up to `READ_CHUNK` bytes, straight into the
-    /// buffer (no zero-filling, no copy).
+    /// Reads what `fd` has straight into the buffer (no zero-filling, no
+    /// copy): `READ_CHUNK` bytes, or the rest of a large frame whose start
+    /// is already in.
     ///
     /// Returns the count read, 0 at end-of-file, or the OS error.
     pub fn read_from(&mut self, fd: BorrowedFd<'_>) -> nix::Result<usize> {
         self.compact();
-        self.buffer.reserve(READ_CHUNK);
+        self.buffer
+            .reserve(self.missing.clamp(READ_CHUNK, MAX_READ));
         let spare = self.buffer.spare_capacity_mut();
         // SAFETY: reads at most `spare.len()` bytes into the buffer's
         // reserved capacity; only the bytes the kernel wrote are then
@@ -221,44 +240,77 @@ impl Decoder {
         self.start < self.buffer.len()
     }
 
+    /// True when a whole frame is buffered (or the bytes buffered are
+    /// already malformed), so the next `next_frame` or `next_task` call
+    /// needs no more input.
+    pub fn has_frame(&self) -> bool {
+        let pending = &self.buffer[self.start..];
+        let Some((header, body)) = pending.split_first_chunk::<HEADER_LEN>() else {
+            return false;
+        };
+        let len = u64::from_le_bytes(header[1..].try_into().expect("8 header bytes"));
+        usize::try_from(len).map_or(true, |len| body.len() >= len)
+    }
+
     /// Returns the next complete frame, `None` when more bytes are needed,
     /// or an error when the stream is malformed (the decoder is then of no
     /// further use).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ProtocolError> {
+        let Some((kind, payload)) = self.next_raw()? else {
+            return Ok(None);
+        };
+        let payload = &self.buffer[payload];
+        Ok(Some(match kind {
+            KIND_TASK => Frame::Task(payload.to_vec()),
+            KIND_READY => Frame::Ready,
+            KIND_DONE => Frame::Done,
+            KIND_BYE => Frame::Bye,
+            _ => Frame::Failed(Failure::decode(payload)?),
+        }))
+    }
+
+    /// Returns the payload of the next frame, which must be a `Task`,
+    /// borrowed from the buffer: a worker loads it without copying it.
+    /// `None` when more bytes are needed; an error for any other kind.
+    pub fn next_task(&mut self) -> Result<Option<&[u8]>, ProtocolError> {
+        match self.next_raw()? {
+            None => Ok(None),
+            Some((KIND_TASK, payload)) => Ok(Some(&self.buffer[payload])),
+            Some((kind, _)) => Err(ProtocolError::UnexpectedKind(kind)),
+        }
+    }
+
+    /// Parses the next complete frame's header, checks it, and moves past
+    /// the frame. Returns its kind and where its payload is in the buffer.
+    fn next_raw(&mut self) -> Result<Option<(u8, Range<usize>)>, ProtocolError> {
         let pending = &self.buffer[self.start..];
         let Some((header, body)) = pending.split_first_chunk::<HEADER_LEN>() else {
             return Ok(None);
         };
         let kind = header[0];
         let len64 = u64::from_le_bytes(header[1..].try_into().expect("8 header bytes"));
-        if !matches!(kind, KIND_TASK | KIND_FAILED) && len64 != 0 {
-            return match kind {
-                KIND_READY | KIND_DONE | KIND_BYE => {
-                    Err(ProtocolError::UnexpectedPayload { kind, len: len64 })
-                }
-                _ => Err(ProtocolError::UnknownKind(kind)),
-            };
+        match kind {
+            KIND_TASK | KIND_FAILED => {}
+            KIND_READY | KIND_DONE | KIND_BYE if len64 == 0 => {}
+            KIND_READY | KIND_DONE | KIND_BYE => {
+                return Err(ProtocolError::UnexpectedPayload { kind, len: len64 })
+            }
+            _ => return Err(ProtocolError::UnknownKind(kind)),
         }
         let len = usize::try_from(len64)
             .ok()
             .filter(|len| len.checked_add(HEADER_LEN).is_some())
             .ok_or(ProtocolError::TooLong(len64))?;
-        // No reservation from the announced length: a corrupt header must
-        // not make the master allocate.
         if body.len() < len {
+            // Read in pieces of at most MAX_READ: a corrupt header cannot
+            // make the reader allocate much more than it receives.
+            self.missing = len - body.len();
             return Ok(None);
         }
-        let payload = &body[..len];
-        let frame = match kind {
-            KIND_TASK => Frame::Task(payload.to_vec()),
-            KIND_READY => Frame::Ready,
-            KIND_DONE => Frame::Done,
-            KIND_BYE => Frame::Bye,
-            KIND_FAILED => Frame::Failed(Failure::decode(payload)?),
-            other => return Err(ProtocolError::UnknownKind(other)),
-        };
-        self.start += HEADER_LEN + len;
-        Ok(Some(frame))
+        self.missing = 0;
+        let payload = self.start + HEADER_LEN..self.start + HEADER_LEN + len;
+        self.start = payload.end;
+        Ok(Some((kind, payload)))
     }
 
     fn compact(&mut self) {
@@ -349,6 +401,18 @@ mod tests {
         let mut decoder = Decoder::new();
         decoder.push(&Frame::Task(payload.clone()).encode());
         assert_eq!(decoder.next_frame().unwrap(), Some(Frame::Task(payload)));
+    }
+
+    #[test]
+    fn lends_task_payloads_and_refuses_other_kinds() {
+        let mut decoder = Decoder::new();
+        decoder.push(&Frame::Task(vec![1, 2, 3]).encode());
+        decoder.push(&Frame::Done.encode());
+        assert_eq!(decoder.next_task().unwrap(), Some(&[1u8, 2, 3][..]));
+        assert_eq!(
+            decoder.next_task(),
+            Err(ProtocolError::UnexpectedKind(KIND_DONE))
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ use crate::wake::WakePipe;
 
 /// How often live workers are checked for an exit the pipes did not show.
 pub const REAP_INTERVAL: Duration = Duration::from_millis(250);
+/// How many payload buffers are kept for reuse.
+const SPARE_BUFFERS: usize = 16;
 /// How long a worker stopped for a timeout gets between TERM and KILL.
 const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 
@@ -63,6 +65,9 @@ pub struct RunLoop {
     pub last_reap_check: Instant,
     /// Wakes the loop from signal traps and Ruby's unblock function.
     pub wake: WakePipe,
+    /// Payload buffers of performed items, reused for new items: a large
+    /// item then costs no fresh allocation (and no page faults).
+    spare_buffers: Vec<Vec<u8>>,
     next_index: u64,
     dispatch_done: bool,
 }
@@ -94,6 +99,7 @@ impl RunLoop {
             boot_deaths_in_a_row: 0,
             last_reap_check: Instant::now(),
             wake,
+            spare_buffers: Vec::new(),
             next_index: 0,
             dispatch_done: false,
         }
@@ -128,7 +134,7 @@ impl RunLoop {
         if let Some(link) = self.links[slot].as_mut() {
             self.pool.observe(slot, link.progress().finished(), now);
             let starving = self.pool.unfinished(slot) <= link.queued_items() + 1;
-            link.queue_task(&item.payload);
+            link.queue_task(&item.payload)?;
             if starving || link.outbox_full() {
                 link.flush()?;
             }
@@ -168,7 +174,12 @@ impl RunLoop {
                         _ => None,
                     };
                     match self.pool.answer(slot, failure) {
-                        Ok(Answer::Performed(_)) => events.push(Event::Performed),
+                        Ok(Answer::Performed(item)) => {
+                            if self.spare_buffers.len() < SPARE_BUFFERS {
+                                self.spare_buffers.push(item.payload);
+                            }
+                            events.push(Event::Performed);
+                        }
                         Ok(Answer::Failed(item, failure)) => events.push(Event::Failed {
                             slot,
                             item,
@@ -311,8 +322,11 @@ fn on_item(ruby: &Ruby, master: &Master, tag: Value, args: &[Value]) -> Result<V
     if stopping(ruby, master)? {
         return ruby.module_kernel().funcall("throw", (tag,));
     }
-    let payload =
-        marshal::dump_args(ruby, args).map_err(|error| unmarshalable_item(ruby, args, &error))?;
+    let buffer = with_loop(ruby, master, |lp| {
+        lp.spare_buffers.pop().unwrap_or_default()
+    })?;
+    let payload = marshal::dump_args(ruby, args, buffer)
+        .map_err(|error| unmarshalable_item(ruby, args, &error))?;
     let index = with_loop(ruby, master, |lp| {
         lp.next_index += 1;
         lp.next_index - 1

@@ -1,0 +1,58 @@
+# frozen_string_literal: true
+
+# A minimal pure-Ruby fork-and-pipe pool, the baseline a user could write
+# in an afternoon: one pipe pair per worker, Marshal over the pipes, one
+# round trip per item, IO.select to find a free worker.
+class RubyPool
+  # Forks `workers` processes that run `block` on each item they are sent.
+  def initialize(workers, &block)
+    @workers = Array.new(workers) { spawn_worker(block) }
+  end
+
+  # Sends every item `producer` returns until it returns nil, and waits
+  # for all of them.
+  def run(producer)
+    idle = @workers.dup
+    busy = {}
+    while (item = producer.call)
+      wait_for_idle(idle, busy) if idle.empty?
+      worker = idle.pop
+      Marshal.dump(item, worker[:to])
+      busy[worker[:from]] = worker
+    end
+    wait_for_idle(idle, busy) until busy.empty?
+    @workers.each { |worker| worker[:to].close }
+    @workers.each { |worker| Process.wait(worker[:pid]) }
+  end
+
+  private
+
+  def wait_for_idle(idle, busy)
+    ready, = IO.select(busy.keys)
+    ready.each do |from|
+      Marshal.load(from)
+      idle << busy.delete(from)
+    end
+  end
+
+  def spawn_worker(block)
+    to_reader, to_writer = IO.pipe
+    from_reader, from_writer = IO.pipe
+    pid = fork do
+      to_writer.close
+      from_reader.close
+      from_writer.sync = true
+      loop do
+        item = Marshal.load(to_reader)
+        block.call(item)
+        Marshal.dump(true, from_writer)
+      rescue EOFError
+        exit!(0)
+      end
+    end
+    to_reader.close
+    from_writer.close
+    to_writer.sync = true
+    { pid: pid, to: to_writer, from: from_reader }
+  end
+end
