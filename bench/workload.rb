@@ -36,6 +36,7 @@ WORKLOADS = {
               perform: ->(seconds) { sleep seconds } },
   'payload' => { workers: 2, items: -> { counter(500) { MEGABYTE.dup } }, perform: ->(blob) { blob.bytesize } },
   'boot' => { workers: 100, items: -> { counter(100) }, perform: ->(_) {} },
+  'startup' => { workers: 50, items: -> { counter(0) }, perform: ->(_) {} },
   'memory' => { workers: 2, items: -> { counter(Integer(count)) }, perform: ->(_) {} }
 }.freeze
 

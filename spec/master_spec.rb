@@ -384,6 +384,7 @@ require 'divvy'
             def dispatch; 12.times { |i| yield i }; end
             def perform(i)
               Process.kill(:KILL, Process.pid) if i == 5
+              sleep 0.05 # leaves items to do after the kill, so the worker is replaced
               File.write(File.join(ENV.fetch('OUT'), "item-\#{i}"), Process.pid.to_s)
             end
           end

@@ -19,7 +19,7 @@ use crate::master::Master;
 use crate::nogvl::without_gvl;
 use crate::outcome::{self, item_failed, label, truncate, Cause};
 use crate::pace::MAX_WINDOW;
-use crate::pool::{Answer, Item, Pool};
+use crate::pool::{Answer, Item, Pool, SlotState};
 use crate::protocol::{Failure, Frame};
 use crate::signals::{self, Stop, Traps};
 use crate::stdio::{flush_all, say};
@@ -212,6 +212,21 @@ impl RunLoop {
         }
     }
 
+    /// Lets every ready worker that holds nothing go: closes its task pipe,
+    /// so it exits after reading end-of-file.
+    fn release_idle(&mut self) -> std::io::Result<()> {
+        for slot in 0..self.pool.len() {
+            let state = self.pool.slot(slot);
+            if state.state == SlotState::Ready && state.held.is_empty() {
+                self.pool.leaving(slot);
+                if let Some(link) = self.links[slot].as_mut() {
+                    link.close_tasks()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The descriptors a forked worker must close: every master-side pipe.
     pub fn descriptors_for_child(&self) -> Vec<RawFd> {
         let mut fds: Vec<RawFd> = self
@@ -386,12 +401,18 @@ fn stopping(ruby: &Ruby, master: &Master) -> Result<bool, Error> {
 }
 
 /// Waits until every item sent is answered (and every retry done), then
-/// lets the workers go and waits for them to exit.
+/// lets the workers go and waits for them to exit. A worker with nothing
+/// left to do is let go at once, so its exit overlaps the others' last
+/// items.
 fn finish(ruby: &Ruby, master: &Master) -> Result<(), Error> {
     loop {
-        let busy = with_loop(ruby, master, |lp| {
-            lp.pool.in_flight() > 0 || (!lp.requeued.is_empty() && lp.stop == Stop::No)
-        })?;
+        let busy = with_loop(ruby, master, |lp| -> std::io::Result<bool> {
+            if lp.requeued.is_empty() {
+                lp.release_idle()?;
+            }
+            Ok(lp.pool.in_flight() > 0 || (!lp.requeued.is_empty() && lp.stop == Stop::No))
+        })?
+        .map_err(|err| os_error(ruby, "closing a task pipe", err))?;
         if !busy {
             break;
         }

@@ -1,0 +1,109 @@
+# frozen_string_literal: true
+
+# Runs every benchmark workload with divvy, the parallel gem and a minimal
+# pure-Ruby pool, alternating them, and prints a table of medians and
+# ratios; writes it with a description of the machine to bench/RESULTS.md.
+#
+#   ruby bench/run.rb [REPETITIONS]      (rake bench)
+
+require 'etc'
+require 'json'
+require 'open3'
+require 'rbconfig'
+
+BENCH = __dir__
+RUNNERS = %w[divvy parallel ruby_pool].freeze
+REPETITIONS = Integer(ARGV.fetch(0, 3))
+
+# Runs one workload once with one runner; returns its measurements.
+def measure(runner, workload, *args)
+  command = [RbConfig.ruby, File.join(BENCH, 'workload.rb'), runner, workload, *args.map(&:to_s)]
+  stdout, stderr, status = Open3.capture3(*command)
+  raise "#{command.join(' ')} failed: #{stderr}" unless status.success?
+
+  JSON.parse(stdout.lines.last, symbolize_names: true)
+end
+
+# Runs a workload REPETITIONS times per runner, rotating which runner goes
+# first; returns the median seconds and peak RSS per runner.
+def compare(workload, *args, runners: RUNNERS, repetitions: REPETITIONS)
+  samples = Hash.new { |hash, key| hash[key] = [] }
+  repetitions.times do |round|
+    runners.rotate(round).each { |runner| samples[runner] << measure(runner, workload, *args) }
+  end
+  samples.transform_values do |runs|
+    { seconds: median(runs.map { |run| run[:seconds] }), peak_rss_kb: runs.map { |run| run[:peak_rss_kb] }.max }
+  end
+end
+
+def median(values)
+  sorted = values.sort
+  middle = sorted.size / 2
+  sorted.size.odd? ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2.0
+end
+
+def fmt(number, digits = 2)
+  format("%.#{digits}f", number)
+end
+
+rows = []
+target = ->(met) { met ? 'met' : 'NOT MET' }
+
+tiny = compare('tiny')
+rate = tiny.transform_values { |result| 200_000 / result[:seconds] }
+ratio = rate['divvy'] / rate['parallel']
+rows << ['tiny: 200,000 empty items, 2 workers (items/s)', rate.values_at(*RUNNERS).map { |v| fmt(v, 0) },
+         "#{fmt(ratio, 1)}x parallel", ">= 10x parallel: #{target[ratio >= 10]}"]
+
+startup = compare('startup', runners: ['divvy'])['divvy'][:seconds]
+latency = compare('latency')
+wall = latency.transform_values { |result| result[:seconds] }
+allowed = 0.1 * 1.1 + startup
+rows << ['latency: 500 x 10 ms, 50 workers (s; ideal 0.1)', wall.values_at(*RUNNERS).map { |v| fmt(v, 3) },
+         "startup of 50 workers #{fmt(startup, 3)} s",
+         "<= 1.1 x ideal + startup (#{fmt(allowed, 3)}): #{target[wall['divvy'] <= allowed]}"]
+
+skew = compare('skew').transform_values { |result| result[:seconds] }
+rows << ['skew: 10 x 1 s then 1,000 x 1 ms, 10 workers (s; ideal 1.1)', skew.values_at(*RUNNERS).map { |v| fmt(v, 3) },
+         "#{fmt((skew['divvy'] / 1.1 - 1) * 100, 1)}% over ideal", "within 10%: #{target[skew['divvy'] <= 1.21]}"]
+
+payload = compare('payload').transform_values { |result| 500 / result[:seconds] }
+ratio = payload['divvy'] / payload['parallel']
+rows << ['payload: 500 x 1 MB, 2 workers (MB/s)', payload.values_at(*RUNNERS).map { |v| fmt(v, 0) },
+         "#{fmt(ratio, 2)}x parallel", ">= 2x parallel: #{target[ratio >= 2]}"]
+
+boot = compare('boot').transform_values { |result| result[:seconds] }
+rows << ['boot: 100 workers, 100 empty items (s)', boot.values_at(*RUNNERS).map { |v| fmt(v, 3) },
+         "#{fmt(boot['divvy'] / boot['parallel'], 2)}x parallel's time", "no worse: #{target[boot['divvy'] <= boot['parallel']]}"]
+
+small = compare('memory', 500_000, repetitions: 1)
+large = compare('memory', 5_000_000, runners: ['divvy'], repetitions: 1)['divvy']
+rss = small.transform_values { |result| result[:peak_rss_kb] / 1024.0 }
+growth = large[:peak_rss_kb].to_f / small['divvy'][:peak_rss_kb]
+rows << ['memory: master peak RSS, 500,000 items (MB)', rss.values_at(*RUNNERS).map { |v| fmt(v, 1) },
+         "5,000,000 items: #{fmt(large[:peak_rss_kb] / 1024.0, 1)} MB (#{fmt(growth, 2)}x)",
+         "flat and no worse: #{target[growth <= 1.25 && rss['divvy'] <= rss['parallel']]}"]
+
+cpu = File.read('/proc/cpuinfo')[/model name\s*:\s*(.+)/, 1]
+parallel_version = Gem::Specification.find_by_name('parallel').version
+machine = "#{Etc.nprocessors} CPUs (#{cpu}), #{RUBY_DESCRIPTION}, parallel #{parallel_version}, " \
+          "#{REPETITIONS} repetitions (medians), #{Time.now.utc.strftime('%Y-%m-%d')}"
+table = ["| workload | divvy | parallel gem | pure-Ruby pool | ratio | target |",
+         '| --- | ---: | ---: | ---: | --- | --- |']
+rows.each { |name, values, ratio_text, verdict| table << "| #{name} | #{values.join(' | ')} | #{ratio_text} | #{verdict} |" }
+
+report = <<~MARKDOWN
+  # Benchmark results
+
+  Produced by `rake bench` (`ruby bench/run.rb`): each workload runs divvy,
+  the `parallel` gem (`Parallel.each(..., in_processes: n)`, streaming from
+  a lambda) and the minimal fork-and-pipe pool in `bench/ruby_pool.rb`,
+  alternating, in fresh processes; the table shows medians. Time is measured
+  inside each process around the run, forks included.
+
+  Machine: #{machine}.
+
+  #{table.join("\n")}
+MARKDOWN
+puts report
+File.write(File.join(BENCH, 'RESULTS.md'), report)
