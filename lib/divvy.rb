@@ -10,7 +10,9 @@ rescue LoadError
   require 'divvy/divvy'
 end
 
+require 'etc'
 require 'divvy/parallelizable'
+require 'divvy/map'
 
 # A forking parallel task runner. See Divvy::Parallelizable for the task
 # interface and Divvy::Master for running one.

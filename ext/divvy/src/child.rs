@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use magnus::{
     prelude::*,
-    rb_sys::{protect, AsRawValue},
+    rb_sys::{protect, AsRawValue, FromRawValue},
     typed_data::Obj,
     Error, RArray, Ruby, Value,
 };
@@ -25,6 +25,7 @@ use crate::progress::Progress;
 use crate::protocol::{Decoder, Frame};
 use crate::signals::install_worker_traps;
 use crate::stdio::{flush_all, say};
+use crate::title;
 use crate::worker::Worker;
 
 /// True while this worker runs `perform`.
@@ -52,6 +53,16 @@ pub struct Child<'a> {
     pub progress: &'a Progress,
     /// The Ruby id of `perform_method`.
     pub perform_id: rb_sys::ID,
+    /// True when the task has a `completed` hook: each item's return value
+    /// then travels back to the master.
+    pub wants_results: bool,
+    /// Resident memory in bytes past which the worker leaves after its
+    /// current item.
+    pub max_memory: Option<u64>,
+    /// True under `-v`.
+    pub verbose: bool,
+    /// The script's name, for the process title.
+    pub script: String,
 }
 
 /// Runs the worker: boots, performs items until its task pipe ends, exits.
@@ -70,6 +81,8 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
     }
     let worker = child.worker;
     worker.started(std::process::id() as i32, true);
+    crate::worker::set_current(worker);
+    title::set(ruby, &title::worker(worker.number(), &child.script));
     answers::open(child.ends.result_tx.as_raw_fd());
     let label = format!("worker {} (pid {})", worker.number(), std::process::id());
 
@@ -114,11 +127,11 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
         };
         PERFORMING.store(true, Ordering::SeqCst);
         let answered = match perform(ruby, &child, arity, payload) {
-            Ok(()) => {
+            Ok(answer) => {
                 // Counted before its answer is queued: should the worker
                 // die with the answer unsent, the master still knows.
                 child.progress.record();
-                answers::queue(&Frame::Done)
+                answers::queue(&answer)
             }
             Err(error) => {
                 let mut failure = failure_of(&error);
@@ -134,6 +147,22 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
         if !answered {
             leave(1);
         }
+        if let Some(limit) = child.max_memory {
+            let resident = resident_bytes();
+            if resident > limit {
+                LEAVE_REQUESTED.store(true, Ordering::SeqCst);
+                if child.verbose {
+                    let _ = say(
+                        ruby,
+                        &format!(
+                            "{label} retires: {} MB resident, over {} MB",
+                            resident >> 20,
+                            limit >> 20
+                        ),
+                    );
+                }
+            }
+        }
         // Cleared only once the answer is queued: a trap that runs during a
         // flush must not leave with the item performed but unanswered.
         PERFORMING.store(false, Ordering::SeqCst);
@@ -141,6 +170,17 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
             say_bye_and_leave();
         }
     }
+}
+
+/// Returns this process's resident memory in bytes (0 if unreadable).
+fn resident_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page_size = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    pages * page_size
 }
 
 /// Reads the parameters of the task's perform method; `None` when Ruby
@@ -159,12 +199,18 @@ fn perform_arity(task: Value, method: &str) -> Option<Arity> {
     Some(Arity::from_kinds(kinds.iter().map(String::as_str)))
 }
 
+/// Performs one item. Returns the answer for the master: `Done`, or
+/// `Result` with the Marshal dump of what `perform` returned when the task
+/// wants results.
+///
+/// Raises what `perform` raises, an `ArgumentError` for an item of the
+/// wrong arity, and a `TypeError` for a result Marshal cannot dump.
 fn perform(
     ruby: &Ruby,
     child: &Child<'_>,
     arity: Option<Arity>,
     payload: &[u8],
-) -> Result<(), Error> {
+) -> Result<Frame, Error> {
     let args = RArray::try_convert(marshal::load_borrowed(ruby, payload)?)?;
     if let Some(arity) = arity.filter(|arity| !arity.accepts(args.len())) {
         let class_name = unsafe { child.task.classname() }.into_owned();
@@ -178,7 +224,7 @@ fn perform(
     }
     let task = child.task.as_raw();
     let method = child.perform_id;
-    protect(|| {
+    let returned = protect(|| {
         // SAFETY: `args` stays on this stack frame, so its elements are
         // live for the call; a Ruby exception is caught by `protect`.
         unsafe {
@@ -190,7 +236,19 @@ fn perform(
             )
         }
     })?;
-    Ok(())
+    if !child.wants_results {
+        return Ok(Frame::Done);
+    }
+    // SAFETY: `returned` is the live value perform just returned.
+    let value = unsafe { Value::from_raw(returned) };
+    match marshal::dump(ruby, value) {
+        Ok(bytes) => Ok(Frame::Result(bytes)),
+        Err(error) => {
+            let reason = failure_of(&error).message;
+            let message = format!("the result of perform cannot be marshalled: {reason}");
+            Err(ruby.exception_type_error().new_instance((message,))?.into())
+        }
+    }
 }
 
 /// Waits until a whole frame is buffered; before waiting, sends the answers

@@ -17,7 +17,7 @@ static TASK_ERROR: OnceLock<Opaque<ExceptionClass>> = OnceLock::new();
 
 /// The readers of `Divvy::TaskError`, each backed by the instance variable
 /// of the same name.
-pub const TASK_ERROR_READERS: [&str; 10] = [
+pub const TASK_ERROR_READERS: [&str; 11] = [
     "remote_class",
     "remote_message",
     "remote_backtrace",
@@ -28,6 +28,7 @@ pub const TASK_ERROR_READERS: [&str; 10] = [
     "exit_status",
     "args",
     "attempts",
+    "others",
 ];
 
 /// The error classes divvy raises.

@@ -21,6 +21,7 @@ mod run_loop;
 mod signals;
 mod stdio;
 mod supervisor;
+mod title;
 mod wake;
 mod worker;
 

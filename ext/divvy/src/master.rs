@@ -15,7 +15,7 @@ use magnus::{
 };
 
 use crate::errors::divvy_error;
-use crate::options::{self, RunOptions};
+use crate::options::{self, RunOptions, Shard};
 use crate::run_loop::{self, RunLoop};
 use crate::worker::{self, Worker};
 
@@ -75,16 +75,27 @@ impl Master {
         let args = scan_args::<(Value, Value), (Option<Value>,), (), (), RHash, ()>(args)?;
         let (task, count) = args.required;
         let (verbose,) = args.optional;
-        let keywords = get_kwargs::<_, (), (Option<Value>, Option<Value>), ()>(
+        type Keywords = (
+            Option<Value>,
+            Option<Value>,
+            Option<Value>,
+            Option<Value>,
+            Option<Value>,
+        );
+        let keywords = get_kwargs::<_, (), Keywords, ()>(
             args.keywords,
             &[],
-            &["retries", "timeout"],
+            &["retries", "timeout", "max_tasks", "max_memory", "shard"],
         )?;
-        let (retries, timeout) = keywords.optional;
+        let (retries, timeout, max_tasks, max_memory, shard) = keywords.optional;
         let options = RunOptions {
             verbose: verbose.is_some_and(|value| value.to_bool()),
             retries: parse_retries(ruby, retries)?,
             timeout: parse_timeout(ruby, timeout)?,
+            max_tasks: parse_positive(ruby, "max_tasks", max_tasks)?,
+            max_memory: parse_positive(ruby, "max_memory", max_memory)?
+                .map(|megabytes| megabytes.saturating_mul(1024 * 1024)),
+            shard: parse_shard(ruby, shard)?,
         };
         let responds = |name: &str| task.respond_to(name, true);
         if !responds("dispatch")? || !(responds("perform")? || responds("process")?) {
@@ -249,10 +260,7 @@ fn parse_retries(ruby: &Ruby, value: Option<Value>) -> Result<u32, Error> {
     let Some(value) = value.filter(|value| !value.is_nil()) else {
         return Ok(0);
     };
-    let number = Some(value)
-        .filter(|value| value.is_kind_of(ruby.class_integer()))
-        .and_then(|value| i64::try_convert(value).ok());
-    match number {
+    match integer(ruby, value) {
         Some(number) => options::retries(number).map_err(|message| divvy_error(ruby, message)),
         None => Err(divvy_error(
             ruby,
@@ -262,6 +270,54 @@ fn parse_retries(ruby: &Ruby, value: Option<Value>) -> Result<u32, Error> {
             ),
         )),
     }
+}
+
+fn parse_positive(ruby: &Ruby, name: &str, value: Option<Value>) -> Result<Option<u64>, Error> {
+    let Some(value) = value.filter(|value| !value.is_nil()) else {
+        return Ok(None);
+    };
+    match integer(ruby, value) {
+        Some(number) => options::positive(name, number)
+            .map(Some)
+            .map_err(|message| divvy_error(ruby, message)),
+        None => Err(divvy_error(
+            ruby,
+            format!("{name} must be a positive Integer, got {}", value.inspect()),
+        )),
+    }
+}
+
+fn parse_shard(ruby: &Ruby, value: Option<Value>) -> Result<Option<Shard>, Error> {
+    let Some(value) = value.filter(|value| !value.is_nil()) else {
+        return Ok(None);
+    };
+    let pair = RArray::from_value(value)
+        .filter(|pair| pair.len() == 2)
+        .and_then(|pair| {
+            Some((
+                integer(ruby, pair.entry(0).ok()?)?,
+                integer(ruby, pair.entry(1).ok()?)?,
+            ))
+        });
+    let (index, count) = pair.ok_or_else(|| {
+        divvy_error(
+            ruby,
+            format!(
+                "shard must be [index, count] with 0 <= index < count, got {}",
+                value.inspect()
+            ),
+        )
+    })?;
+    Shard::new(index, count)
+        .map(Some)
+        .map_err(|message| divvy_error(ruby, message))
+}
+
+/// Returns `value` as an i64 when it is an Integer that fits.
+fn integer(ruby: &Ruby, value: Value) -> Option<i64> {
+    Some(value)
+        .filter(|value| value.is_kind_of(ruby.class_integer()))
+        .and_then(|value| i64::try_convert(value).ok())
 }
 
 fn parse_timeout(ruby: &Ruby, value: Option<Value>) -> Result<Option<Duration>, Error> {

@@ -11,6 +11,54 @@ pub struct RunOptions {
     pub retries: u32,
     /// The longest one item's `perform` may take.
     pub timeout: Option<Duration>,
+    /// Items after which a worker is replaced by a fresh one.
+    pub max_tasks: Option<u64>,
+    /// Resident memory, in bytes, past which a worker is replaced after its
+    /// current item.
+    pub max_memory: Option<u64>,
+    /// Perform only the items whose dispatch index modulo the second number
+    /// is the first.
+    pub shard: Option<Shard>,
+}
+
+/// One of several machines sharing a run: items whose dispatch index
+/// modulo `count` equals `index` are this one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, from 0.
+    pub index: u64,
+    /// How many shards there are.
+    pub count: u64,
+}
+
+impl Shard {
+    /// Checks a shard given as `[index, count]`.
+    ///
+    /// Returns it, or a message naming the bad value.
+    pub fn new(index: i64, count: i64) -> Result<Shard, String> {
+        match (u64::try_from(index), u64::try_from(count)) {
+            (Ok(index), Ok(count)) if index < count => Ok(Shard { index, count }),
+            _ => Err(format!(
+                "shard must be [index, count] with 0 <= index < count, got [{index}, {count}]"
+            )),
+        }
+    }
+
+    /// True when the item at dispatch position `position` is this shard's.
+    pub fn owns(self, position: u64) -> bool {
+        position % self.count == self.index
+    }
+}
+
+/// Checks a positive count (`max_tasks`) or size in megabytes
+/// (`max_memory`) named `name`.
+///
+/// Returns it, or a message naming the bad value.
+pub fn positive(name: &str, value: i64) -> Result<u64, String> {
+    u64::try_from(value)
+        .ok()
+        .filter(|value| *value > 0)
+        .ok_or_else(|| format!("{name} must be a positive Integer, got {value}"))
 }
 
 /// Checks a retry count given as an integer.
@@ -42,7 +90,26 @@ mod tests {
     }
 
     #[test]
+    fn shards_split_items_exactly_once() {
+        let shards: Vec<Shard> = (0..3).map(|index| Shard::new(index, 3).unwrap()).collect();
+        for position in 0..100 {
+            assert_eq!(
+                shards.iter().filter(|shard| shard.owns(position)).count(),
+                1
+            );
+        }
+        assert!(Shard::new(3, 3).is_err());
+        assert!(Shard::new(-1, 3).is_err());
+        assert!(Shard::new(0, 0).is_err());
+    }
+
+    #[test]
     fn rejects_and_names_bad_values() {
+        assert_eq!(
+            positive("max_tasks", 0),
+            Err(String::from("max_tasks must be a positive Integer, got 0"))
+        );
+        assert_eq!(positive("max_memory", 512), Ok(512));
         assert_eq!(
             retries(-1),
             Err(String::from(

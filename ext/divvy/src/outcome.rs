@@ -97,6 +97,25 @@ pub fn item_failed(
     Ok(None)
 }
 
+/// Hands the value an item returned to the task's `completed(result,
+/// *args)` hook, in the master, in the order items complete.
+///
+/// Raises what loading the result or the hook raise.
+pub fn item_completed(
+    ruby: &Ruby,
+    master: &Master,
+    item: &Item,
+    result: &[u8],
+) -> Result<(), Error> {
+    let args = magnus::RArray::try_convert(marshal::load(ruby, &item.payload)?)?;
+    let mut hook_args = vec![marshal::load(ruby, result)?];
+    hook_args.extend(args);
+    let _: Value = master
+        .task(ruby)
+        .funcall("completed", hook_args.as_slice())?;
+    Ok(())
+}
+
 /// The report of one failure, without the `divvy:` prefix.
 fn failure_message(who: &str, item: &str, cause: &Cause) -> String {
     match cause {

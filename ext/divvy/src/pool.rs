@@ -48,6 +48,8 @@ pub struct Slot {
     pub started_at: Option<Instant>,
     /// True once the worker overran the timeout and is being stopped.
     pub timed_out: bool,
+    /// Items sent to the current process.
+    assigned: u64,
     /// Items the current process has answered.
     answered: u64,
     /// Items the current process has finished, as last read from its
@@ -64,6 +66,7 @@ impl Slot {
             held: VecDeque::new(),
             started_at: None,
             timed_out: false,
+            assigned: 0,
             answered: 0,
             finished: 0,
             pace: Pace::default(),
@@ -199,6 +202,12 @@ impl Pool {
             slot.pace.busy(now);
         }
         slot.held.push_back(item);
+        slot.assigned += 1;
+    }
+
+    /// Returns how many items the current process at `index` was sent.
+    pub fn assigned(&self, index: usize) -> u64 {
+        self.slots[index].assigned
     }
 
     /// Records the worker's progress counter as read at `now`: it measures

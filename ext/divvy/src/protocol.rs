@@ -26,6 +26,7 @@ const KIND_READY: u8 = 2;
 const KIND_DONE: u8 = 3;
 const KIND_FAILED: u8 = 4;
 const KIND_BYE: u8 = 5;
+const KIND_RESULT: u8 = 6;
 
 /// One message between master and worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,10 @@ pub enum Frame {
     Ready,
     /// Worker to master: the oldest task it holds was performed.
     Done,
+    /// Worker to master: the oldest task it holds was performed and
+    /// returned this value (a Marshal dump); sent instead of `Done` when the
+    /// task wants results.
+    Result(Vec<u8>),
     /// Worker to master: the oldest task it holds raised.
     Failed(Failure),
     /// Worker to master: leaving on its own (it was asked to stop); the tasks
@@ -96,6 +101,7 @@ impl Frame {
             Frame::Task(payload) => push_frame(out, KIND_TASK, payload),
             Frame::Ready => push_frame(out, KIND_READY, &[]),
             Frame::Done => push_frame(out, KIND_DONE, &[]),
+            Frame::Result(value) => push_frame(out, KIND_RESULT, value),
             Frame::Bye => push_frame(out, KIND_BYE, &[]),
             Frame::Failed(failure) => {
                 let mut payload = Vec::new();
@@ -264,6 +270,7 @@ impl Decoder {
             KIND_TASK => Frame::Task(payload.to_vec()),
             KIND_READY => Frame::Ready,
             KIND_DONE => Frame::Done,
+            KIND_RESULT => Frame::Result(payload.to_vec()),
             KIND_BYE => Frame::Bye,
             _ => Frame::Failed(Failure::decode(payload)?),
         }))
@@ -290,7 +297,7 @@ impl Decoder {
         let kind = header[0];
         let len64 = u64::from_le_bytes(header[1..].try_into().expect("8 header bytes"));
         match kind {
-            KIND_TASK | KIND_FAILED => {}
+            KIND_TASK | KIND_FAILED | KIND_RESULT => {}
             KIND_READY | KIND_DONE | KIND_BYE if len64 == 0 => {}
             KIND_READY | KIND_DONE | KIND_BYE => {
                 return Err(ProtocolError::UnexpectedPayload { kind, len: len64 })
@@ -333,6 +340,7 @@ mod tests {
             Frame::Ready,
             Frame::Task(b"\x04\x08[\x06i\x06".to_vec()),
             Frame::Done,
+            Frame::Result(vec![4, 8, 105, 6]),
             Frame::Failed(Failure {
                 class_name: "RuntimeError".into(),
                 message: "boom ✓".into(),

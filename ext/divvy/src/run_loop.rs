@@ -24,10 +24,13 @@ use crate::protocol::{Failure, Frame};
 use crate::signals::{self, Stop, Traps};
 use crate::stdio::{flush_all, say};
 use crate::supervisor;
+use crate::title;
 use crate::wake::WakePipe;
 
 /// How often live workers are checked for an exit the pipes did not show.
 pub const REAP_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the master's process title is brought up to date.
+const TITLE_INTERVAL: Duration = Duration::from_millis(500);
 /// How many payload buffers are kept for reuse.
 const SPARE_BUFFERS: usize = 16;
 /// How long a worker stopped for a timeout gets between TERM and KILL.
@@ -68,7 +71,16 @@ pub struct RunLoop {
     /// Payload buffers of performed items, reused for new items: a large
     /// item then costs no fresh allocation (and no page faults).
     spare_buffers: Vec<Vec<u8>>,
+    /// Items after which a worker is retired.
+    max_tasks: Option<u64>,
+    /// Lines to log under `-v`, written once the borrow ends.
+    pub notices: Vec<String>,
+    /// The script's name and the task's item count, for the title.
+    script: String,
+    total: Option<u64>,
+    titled_at: Instant,
     next_index: u64,
+    dispatched: u64,
     dispatch_done: bool,
 }
 
@@ -76,6 +88,9 @@ pub struct RunLoop {
 pub enum Event {
     /// An item was performed.
     Performed,
+    /// An item was performed and returned `result` (a Marshal dump), for
+    /// the task's `completed` hook.
+    Completed { item: Item, result: Vec<u8> },
     /// An item raised.
     Failed {
         slot: usize,
@@ -87,7 +102,12 @@ pub enum Event {
 }
 
 impl RunLoop {
-    fn new(workers: usize, wake: WakePipe) -> RunLoop {
+    fn new(
+        workers: usize,
+        max_tasks: Option<u64>,
+        (script, total): (String, Option<u64>),
+        wake: WakePipe,
+    ) -> RunLoop {
         RunLoop {
             pool: Pool::new(workers, MAX_WINDOW),
             links: (0..workers).map(|_| None).collect(),
@@ -100,7 +120,13 @@ impl RunLoop {
             last_reap_check: Instant::now(),
             wake,
             spare_buffers: Vec::new(),
+            max_tasks,
+            notices: Vec::new(),
+            script,
+            total,
+            titled_at: Instant::now(),
             next_index: 0,
+            dispatched: 0,
             dispatch_done: false,
         }
     }
@@ -140,6 +166,22 @@ impl RunLoop {
             }
         }
         self.pool.assign(slot, item, now);
+        if self
+            .max_tasks
+            .is_some_and(|max| self.pool.assigned(slot) >= max)
+        {
+            // Retired: it performs what it holds, reads end-of-file and
+            // exits; a fresh worker takes its place.
+            self.pool.leaving(slot);
+            if let Some(link) = self.links[slot].as_mut() {
+                link.close_tasks()?;
+            }
+            self.notices.push(format!(
+                "worker {} retires after {} items",
+                slot + 1,
+                self.pool.assigned(slot)
+            ));
+        }
         Ok(None)
     }
 
@@ -168,18 +210,22 @@ impl RunLoop {
                     self.pool.booted(slot);
                     self.boot_deaths_in_a_row = 0;
                 }
-                Frame::Done | Frame::Failed(_) => {
-                    let failure = match frame {
-                        Frame::Failed(failure) => Some(failure),
-                        _ => None,
+                Frame::Done | Frame::Result(_) | Frame::Failed(_) => {
+                    let (failure, result) = match frame {
+                        Frame::Failed(failure) => (Some(failure), None),
+                        Frame::Result(result) => (None, Some(result)),
+                        _ => (None, None),
                     };
                     match self.pool.answer(slot, failure) {
-                        Ok(Answer::Performed(item)) => {
-                            if self.spare_buffers.len() < SPARE_BUFFERS {
-                                self.spare_buffers.push(item.payload);
+                        Ok(Answer::Performed(item)) => match result {
+                            Some(result) => events.push(Event::Completed { item, result }),
+                            None => {
+                                if self.spare_buffers.len() < SPARE_BUFFERS {
+                                    self.spare_buffers.push(item.payload);
+                                }
+                                events.push(Event::Performed);
                             }
-                            events.push(Event::Performed);
-                        }
+                        },
                         Ok(Answer::Failed(item, failure)) => events.push(Event::Failed {
                             slot,
                             item,
@@ -272,7 +318,21 @@ pub fn with_loop<R>(
 pub fn run(ruby: &Ruby, master: Obj<Master>) -> Result<(), Error> {
     let started = Instant::now();
     let wake = WakePipe::open().map_err(|err| os_error(ruby, "opening a pipe", err))?;
-    *master.run_loop().borrow_mut() = Some(RunLoop::new(master.worker_count(), wake));
+    let script = title::script_name(ruby);
+    let task = master.task(ruby);
+    // The count only decorates the title: a `total` that fails is ignored.
+    let total = if task.respond_to("total", true)? {
+        task.funcall::<_, _, Option<u64>>("total", ()).ok().flatten()
+    } else {
+        None
+    };
+    title::set(ruby, &title::master(&script, 0, total));
+    *master.run_loop().borrow_mut() = Some(RunLoop::new(
+        master.worker_count(),
+        master.options().max_tasks,
+        (script, total),
+        wake,
+    ));
     let outcome = Traps::install(ruby).and_then(|traps| {
         let outcome = drive(ruby, master);
         let outcome = match outcome {
@@ -282,6 +342,9 @@ pub fn run(ruby: &Ruby, master: Obj<Master>) -> Result<(), Error> {
         traps.restore(ruby).and(outcome)
     });
     master.run_loop().borrow_mut().take();
+    if let Ok(program) = ruby.eval::<Value>("$PROGRAM_NAME") {
+        let _: Result<Value, Error> = ruby.module_process().funcall("setproctitle", (program,));
+    }
     if master.verbose() || master.stats().failures.get() > 0 {
         outcome::summarize(ruby, &master, started.elapsed())?;
     }
@@ -336,6 +399,17 @@ fn dispatch(ruby: &Ruby, master: Obj<Master>) -> Result<(), Error> {
 fn on_item(ruby: &Ruby, master: &Master, tag: Value, args: &[Value]) -> Result<Value, Error> {
     if stopping(ruby, master)? {
         return ruby.module_kernel().funcall("throw", (tag,));
+    }
+    let position = with_loop(ruby, master, |lp| {
+        lp.dispatched += 1;
+        lp.dispatched - 1
+    })?;
+    if master
+        .options()
+        .shard
+        .is_some_and(|shard| !shard.owns(position))
+    {
+        return Ok(ruby.qnil().as_value());
     }
     let buffer = with_loop(ruby, master, |lp| {
         lp.spare_buffers.pop().unwrap_or_default()
@@ -516,7 +590,36 @@ pub fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
         return Err(fatal_error(ruby, master, Fatal::Abort));
     }
     supervisor::respawn(ruby, master)?;
-    send_requeued(ruby, master)
+    send_requeued(ruby, master)?;
+    log_notices(ruby, master)?;
+    retitle(ruby, master)
+}
+
+/// Shows the run's progress in the master's process title, at most twice
+/// a second.
+fn retitle(ruby: &Ruby, master: &Master) -> Result<(), Error> {
+    let done = master.stats().performed.get() + master.stats().failed.get();
+    let title = with_loop(ruby, master, |lp| {
+        (lp.titled_at.elapsed() >= TITLE_INTERVAL).then(|| {
+            lp.titled_at = Instant::now();
+            title::master(&lp.script, done, lp.total)
+        })
+    })?;
+    if let Some(title) = title {
+        title::set(ruby, &title);
+    }
+    Ok(())
+}
+
+/// Writes the notices the loop collected, under `-v`.
+fn log_notices(ruby: &Ruby, master: &Master) -> Result<(), Error> {
+    let notices = with_loop(ruby, master, |lp| std::mem::take(&mut lp.notices))?;
+    if master.verbose() {
+        for notice in notices {
+            say(ruby, &notice)?;
+        }
+    }
+    Ok(())
 }
 
 fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
@@ -564,6 +667,11 @@ pub fn handle(ruby: &Ruby, master: &Master, events: Vec<Event>) -> Result<(), Er
             Event::Performed => {
                 let stats = master.stats();
                 stats.performed.set(stats.performed.get() + 1);
+            }
+            Event::Completed { item, result } => {
+                let stats = master.stats();
+                stats.performed.set(stats.performed.get() + 1);
+                outcome::item_completed(ruby, master, &item, &result)?;
             }
             Event::Failed {
                 slot,

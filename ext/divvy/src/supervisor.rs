@@ -17,6 +17,7 @@ use crate::outcome::{item_failed, label, Cause};
 use crate::pool::SlotState;
 use crate::run_loop::{fatal_error, handle, with_loop, Fatal, REAP_INTERVAL};
 use crate::stdio::say;
+use crate::title;
 
 /// How long workers get to exit after TERM before they are killed, when the
 /// run stops at once.
@@ -35,6 +36,7 @@ pub fn spawn(ruby: &Ruby, master: &Master, slot: usize) -> Result<(), Error> {
     let mut inherited_fds = with_loop(ruby, master, |lp| lp.descriptors_for_child())?;
     inherited_fds.extend(link.raw_fds());
     let perform_method = perform_method(ruby, task)?;
+    let wants_results = task.respond_to("completed", true)?;
     let forked: Option<i32> = ruby.module_process().funcall("fork", ())?;
     let Some(pid) = forked else {
         child::run(
@@ -48,6 +50,10 @@ pub fn spawn(ruby: &Ruby, master: &Master, slot: usize) -> Result<(), Error> {
                 master_pid: master.master_pid(),
                 progress: link.progress(),
                 perform_id: magnus::rb_sys::AsRawId::as_raw(ruby.intern(perform_method)),
+                wants_results,
+                max_memory: master.options().max_memory,
+                verbose: master.verbose(),
+                script: title::script_name(ruby),
             },
         )
     };

@@ -4,8 +4,8 @@
 use std::cell::Cell;
 
 use magnus::{
-    gc, method, prelude::*, typed_data::Obj, value::Opaque, DataTypeFunctions, Error, RModule,
-    Ruby, TypedData, Value,
+    function, gc, method, prelude::*, typed_data::Obj, value::Opaque, DataTypeFunctions, Error,
+    RModule, Ruby, TypedData, Value,
 };
 
 /// A worker slot as Ruby sees it.
@@ -101,8 +101,27 @@ impl Worker {
     }
 }
 
-/// Defines `Divvy::Worker`. Runs once, when the extension loads.
+thread_local! {
+    /// In a worker, its own `Divvy::Worker`; the master keeps the object
+    /// alive (it is in the master's worker list, copied into the child).
+    static CURRENT: Cell<Option<Opaque<Obj<Worker>>>> = const { Cell::new(None) };
+}
+
+/// Records that this process is the worker `worker`. Runs in the worker.
+pub fn set_current(worker: Obj<Worker>) {
+    CURRENT.with(|current| current.set(Some(worker.into())));
+}
+
+/// Divvy.worker: the `Divvy::Worker` of this process inside a worker, nil
+/// in the master.
+fn current(ruby: &Ruby) -> Option<Obj<Worker>> {
+    CURRENT.with(Cell::get).map(|worker| ruby.get_inner(worker))
+}
+
+/// Defines `Divvy::Worker` and `Divvy.worker`. Runs once, when the
+/// extension loads.
 pub fn init(ruby: &Ruby, divvy: RModule) -> Result<(), Error> {
+    divvy.define_module_function("worker", function!(current, 0))?;
     let class = divvy.define_class("Worker", ruby.class_object())?;
     class.undef_default_alloc_func();
     let _: Value = class.singleton_class()?.funcall("undef_method", ("new",))?;

@@ -1,0 +1,113 @@
+# frozen_string_literal: true
+
+module Divvy
+  # Runs a block on each item of an enumerable in forked workers: the task
+  # behind Divvy.each (no results) and Divvy.map (results in input order).
+  # Runs in the master; the block runs in the workers, with the locals it
+  # captured (the workers are forks).
+  class Each
+    include Parallelizable
+
+    # The master running this task, set by Divvy.each/Divvy.map.
+    attr_writer :master
+
+    # enumerable - the items; only #each is needed, so lazy and endless
+    #              sources stream.
+    # block      - what to do with one item, in a worker.
+    def initialize(enumerable, block)
+      super()
+      @enumerable = enumerable
+      @block = block
+      @failures = []
+    end
+
+    # Returns the number of items when the enumerable knows it (for
+    # progress), nil otherwise.
+    def total
+      @enumerable.size if @enumerable.respond_to?(:size)
+    end
+
+    # Yields each item with its position. Runs in the master.
+    def dispatch
+      @enumerable.each_with_index { |item, index| yield index, item }
+    end
+
+    # Calls the block on one item. Runs in a worker. Returns its result.
+    def perform(_index, item)
+      @block.call(item)
+    end
+
+    # Collects a finally failed item and stops dispatching; the items in
+    # flight finish. Runs in the master.
+    def failed(error, _index, _item)
+      @failures << error
+      @master&.shutdown
+    end
+
+    # Raises the first failure, with the others attached as its #others;
+    # returns nil when nothing failed.
+    def raise_failures
+      first, *others = @failures
+      return unless first
+
+      first.instance_variable_set(:@others, others)
+      raise first
+    end
+  end
+
+  # Divvy.each's task with results: each item's result comes back to the
+  # master and lands at the item's position.
+  class Map < Each
+    # Returns the results, in input order.
+    attr_reader :results
+
+    # See Each#initialize.
+    def initialize(enumerable, block)
+      super
+      @results = []
+    end
+
+    # Stores one item's result at its position. Runs in the master.
+    def completed(result, index, _item)
+      @results[index] = result
+    end
+  end
+
+  class << self
+    # Calls the block with each item of `enumerable`, in `workers` forked
+    # processes. Runs in the master.
+    #
+    # enumerable - anything with #each; lazy and endless sources stream.
+    # workers    - how many worker processes (default: one per processor).
+    # options    - the options of Divvy::Master.new (retries:, timeout:,
+    #              max_tasks:, max_memory:, shard:) and verbose:.
+    #
+    # Returns `enumerable`. Raises the first Divvy::TaskError (with the
+    # others as #others) once the items in flight finished, when an item
+    # finally failed; ArgumentError without a block.
+    def each(enumerable, workers: Etc.nprocessors, verbose: false, **options, &block)
+      run(Each.new(enumerable, block || raise(ArgumentError, 'Divvy.each needs a block')),
+          workers, verbose, options)
+      enumerable
+    end
+
+    # Like Divvy.each, but returns the block's results in input order. Each
+    # result travels back with Marshal.
+    #
+    # Returns an Array. Raises like Divvy.each.
+    def map(enumerable, workers: Etc.nprocessors, verbose: false, **options, &block)
+      task = Map.new(enumerable, block || raise(ArgumentError, 'Divvy.map needs a block'))
+      run(task, workers, verbose, options)
+      task.results
+    end
+
+    private
+
+    def run(task, workers, verbose, options)
+      master = Master.new(task, workers, verbose, **options)
+      task.master = master
+      master.run
+      task.raise_failures
+    end
+  end
+end
