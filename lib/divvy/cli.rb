@@ -21,8 +21,7 @@ module Divvy
       @stderr = stderr
       @workers = nil
       @verbose = false
-      @retries = 0
-      @timeout = nil
+      @options = { retries: 0 }
     end
 
     # Runs the command. Returns the process exit status: 0 when every item
@@ -32,8 +31,7 @@ module Divvy
     def run
       script = parse
       task = load_script(script)
-      master = Divvy::Master.new(task, @workers || Etc.nprocessors, @verbose,
-                                 retries: @retries, timeout: @timeout)
+      master = Divvy::Master.new(task, @workers || Etc.nprocessors, @verbose, **@options)
       master.run
       master.items_failed.zero? ? 0 : 1
     rescue UsageError, OptionParser::ParseError => e
@@ -63,12 +61,28 @@ module Divvy
         opts.on('-r', '--retries N', Integer, 'try a failed item up to N more times (default: 0)') do |count|
           raise UsageError, "invalid retry count: #{count} (must be 0 or more)" if count.negative?
 
-          @retries = count
+          @options[:retries] = count
         end
         opts.on('-t', '--timeout SECONDS', Float, 'stop a worker whose item takes longer (default: none)') do |seconds|
           raise UsageError, "invalid timeout: #{seconds} (must be more than 0)" unless seconds.positive? && seconds.finite?
 
-          @timeout = seconds
+          @options[:timeout] = seconds
+        end
+        opts.on('--max-tasks N', Integer, 'replace a worker after it performed N items') do |count|
+          raise UsageError, "invalid --max-tasks: #{count} (must be at least 1)" if count < 1
+
+          @options[:max_tasks] = count
+        end
+        opts.on('--max-memory MB', Integer, 'replace a worker whose resident memory passes MB after an item') do |megabytes|
+          raise UsageError, "invalid --max-memory: #{megabytes} (must be at least 1)" if megabytes < 1
+
+          @options[:max_memory] = megabytes
+        end
+        opts.on('--shard I/N', 'perform only items whose dispatch index modulo N is I (0 <= I < N)') do |shard|
+          index, count = shard.match(%r{\A(\d+)/(\d+)\z})&.captures&.map(&:to_i)
+          raise UsageError, "invalid --shard: #{shard} (must be I/N with 0 <= I < N)" unless index && index < count
+
+          @options[:shard] = [index, count]
         end
         opts.on('-v', '--verbose', 'log worker starts, exits, respawns and retries; print backtraces') do
           @verbose = true

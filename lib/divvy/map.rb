@@ -73,6 +73,8 @@ module Divvy
     end
   end
 
+  private_constant :Each, :Map
+
   class << self
     # Calls the block with each item of `enumerable`, in `workers` forked
     # processes. Runs in the master.

@@ -73,6 +73,7 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
         // this process uses them.
         unsafe { libc::close(*fd) };
     }
+    crate::wake::forget();
     // Backstop for a master that dies without closing our pipe (SIGKILL):
     // the kernel kills us. Checked after, in case it already died.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);

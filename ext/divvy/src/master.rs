@@ -35,6 +35,8 @@ pub struct Stats {
     pub failures: Cell<u64>,
     /// Worker processes forked.
     pub spawn_count: Cell<u64>,
+    /// Worker processes forked to replace one that exited.
+    pub respawned: Cell<u64>,
 }
 
 /// A master process and its worker slots.
@@ -42,7 +44,8 @@ pub struct Stats {
 #[magnus(class = "Divvy::Master", mark, free_immediately)]
 pub struct Master {
     task: Opaque<Value>,
-    workers: Vec<Opaque<Obj<Worker>>>,
+    workers: RefCell<Vec<Opaque<Obj<Worker>>>>,
+    worker_count: Cell<usize>,
     options: RunOptions,
     master_pid: i32,
     stats: Stats,
@@ -54,8 +57,12 @@ pub struct Master {
 impl DataTypeFunctions for Master {
     fn mark(&self, marker: &gc::Marker) {
         marker.mark(self.task);
-        for worker in &self.workers {
-            marker.mark(*worker);
+        // Never borrowed mutably across an allocation, so no GC (and no
+        // mark) can run while it is.
+        if let Ok(workers) = self.workers.try_borrow() {
+            for worker in workers.iter() {
+                marker.mark(*worker);
+            }
         }
     }
 }
@@ -125,7 +132,8 @@ impl Master {
             .collect();
         Ok(Master {
             task: task.into(),
-            workers,
+            workers: RefCell::new(workers),
+            worker_count: Cell::new(worker_count),
             options,
             master_pid: std::process::id() as i32,
             stats: Stats::default(),
@@ -174,8 +182,8 @@ impl Master {
     /// Master#workers: the `Divvy::Worker` objects, numbered 1..n.
     fn workers_array(ruby: &Ruby, rb_self: &Self) -> RArray {
         let array = ruby.ary_new();
-        for worker in &rb_self.workers {
-            let _ = array.push(ruby.get_inner(*worker));
+        for index in 0..rb_self.slot_count() {
+            let _ = array.push(rb_self.worker(ruby, index));
         }
         array
     }
@@ -183,10 +191,7 @@ impl Master {
     /// Master#workers_running?: true when any worker process is alive.
     fn workers_running(ruby: &Ruby, rb_self: &Self) -> bool {
         rb_self.is_master_process()
-            && rb_self
-                .workers
-                .iter()
-                .any(|worker| ruby.get_inner(*worker).is_running())
+            && (0..rb_self.slot_count()).any(|index| rb_self.worker(ruby, index).is_running())
     }
 
     /// Master#master_process?: true in the process that created the master.
@@ -206,12 +211,37 @@ impl Master {
 
     /// The worker object in slot `index` (number minus one).
     pub fn worker(&self, ruby: &Ruby, index: usize) -> Obj<Worker> {
-        ruby.get_inner(self.workers[index])
+        ruby.get_inner(self.workers.borrow()[index])
     }
 
-    /// The number of worker slots.
+    /// Master#worker_count: how many workers the master keeps running (TTIN
+    /// and TTOU change it during a run).
     pub fn worker_count(&self) -> usize {
-        self.workers.len()
+        self.worker_count.get()
+    }
+
+    /// The number of worker slots, including one still leaving after TTOU.
+    pub fn slot_count(&self) -> usize {
+        self.workers.borrow().len()
+    }
+
+    /// Adds a worker slot, numbered after the last; returns its index.
+    /// Runs in the master.
+    pub fn add_worker(&self, ruby: &Ruby) -> usize {
+        let number = self.slot_count() + 1;
+        let worker = worker::wrap(ruby, number);
+        self.workers.borrow_mut().push(worker.into());
+        number - 1
+    }
+
+    /// Sets how many workers the master keeps running.
+    pub fn set_worker_count(&self, count: usize) {
+        self.worker_count.set(count);
+    }
+
+    /// Drops the worker slots past `len`, once their processes are gone.
+    pub fn truncate_workers(&self, len: usize) {
+        self.workers.borrow_mut().truncate(len);
     }
 
     /// Master#verbose: true when worker lifecycle logs were asked for.

@@ -185,10 +185,7 @@ fn task_error(
 /// Raises what `$stderr.write` raises.
 pub fn summarize(ruby: &Ruby, master: &Master, elapsed: Duration) -> Result<(), Error> {
     let stats = master.stats();
-    let respawned = stats
-        .spawn_count
-        .get()
-        .saturating_sub(master.worker_count() as u64);
+    let respawned = stats.respawned.get();
     say(
         ruby,
         &format!(

@@ -145,6 +145,16 @@ impl Pool {
         self.slots.len()
     }
 
+    /// Adds a down slot at the end.
+    pub fn add_slot(&mut self) {
+        self.slots.push(Slot::fresh());
+    }
+
+    /// Drops the slots past `len`. Call only when they are down.
+    pub fn truncate(&mut self, len: usize) {
+        self.slots.truncate(len);
+    }
+
     /// Returns the slot at `index`.
     pub fn slot(&self, index: usize) -> &Slot {
         &self.slots[index]

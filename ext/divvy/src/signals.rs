@@ -2,9 +2,10 @@
 //! the loop; the loop decides what a signal means (see docs/SIGNALS.md).
 //!
 //! Master: the first INT or QUIT drains (no new items, in-flight items
-//! finish); a second INT or QUIT, or any TERM, stops at once.
+//! finish); a second INT or QUIT, or any TERM, stops at once; TTIN adds a
+//! worker and TTOU removes one (after its current items).
 //! Worker: INT and QUIT let the current item finish, then the worker leaves;
-//! TERM kills it at once.
+//! TERM kills it at once; TTIN and TTOU are ignored.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -13,11 +14,13 @@ use magnus::{prelude::*, Error, RArray, RModule, Ruby, Value};
 use crate::wake::wake;
 
 /// The signals the master traps while `Master#run` runs.
-pub const MASTER_SIGNALS: [&str; 3] = ["INT", "QUIT", "TERM"];
+pub const MASTER_SIGNALS: [&str; 5] = ["INT", "QUIT", "TERM", "TTIN", "TTOU"];
 
 static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
 static TERMINATES: AtomicUsize = AtomicUsize::new(0);
 static LAST_SIGNAL: AtomicUsize = AtomicUsize::new(0);
+static MORE_WORKERS: AtomicUsize = AtomicUsize::new(0);
+static FEWER_WORKERS: AtomicUsize = AtomicUsize::new(0);
 
 /// How a run is asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,6 +53,15 @@ pub fn requested_stop() -> Stop {
     )
 }
 
+/// Returns how many workers TTIN asked to add and TTOU to remove since the
+/// last call.
+pub fn take_resizes() -> (usize, usize) {
+    (
+        MORE_WORKERS.swap(0, Ordering::SeqCst),
+        FEWER_WORKERS.swap(0, Ordering::SeqCst),
+    )
+}
+
 /// Returns the number of the last signal received since `install`, or 0.
 pub fn last_signal() -> i32 {
     LAST_SIGNAL.load(Ordering::SeqCst) as i32
@@ -77,11 +89,22 @@ fn master_handler(
         .first()
         .and_then(|value| i64::try_convert(*value).ok())
         .unwrap_or(0);
-    LAST_SIGNAL.store(signo as usize, Ordering::SeqCst);
-    if signo == libc::SIGTERM as i64 {
-        TERMINATES.fetch_add(1, Ordering::SeqCst);
-    } else {
-        INTERRUPTS.fetch_add(1, Ordering::SeqCst);
+    match signo as libc::c_int {
+        libc::SIGTTIN => {
+            MORE_WORKERS.fetch_add(1, Ordering::SeqCst);
+        }
+        libc::SIGTTOU => {
+            FEWER_WORKERS.fetch_add(1, Ordering::SeqCst);
+        }
+        signo => {
+            LAST_SIGNAL.store(signo as usize, Ordering::SeqCst);
+            let counter = if signo == libc::SIGTERM {
+                &TERMINATES
+            } else {
+                &INTERRUPTS
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
     }
     wake();
     Ok(())
@@ -93,9 +116,15 @@ impl Traps {
     /// Returns the guard that `restore` uses; raises what `Signal.trap`
     /// raises (it refuses in a non-main Ractor).
     pub fn install(ruby: &Ruby) -> Result<Traps, Error> {
-        INTERRUPTS.store(0, Ordering::SeqCst);
-        TERMINATES.store(0, Ordering::SeqCst);
-        LAST_SIGNAL.store(0, Ordering::SeqCst);
+        for counter in [
+            &INTERRUPTS,
+            &TERMINATES,
+            &LAST_SIGNAL,
+            &MORE_WORKERS,
+            &FEWER_WORKERS,
+        ] {
+            counter.store(0, Ordering::SeqCst);
+        }
         let signal = signal_module(ruby)?;
         let handler = ruby.proc_new(master_handler);
         let previous = ruby.ary_new();
@@ -130,6 +159,8 @@ pub fn install_worker_traps(ruby: &Ruby, on_interrupt: TrapHandler) -> Result<()
     let _: Value = signal.funcall("trap", ("INT", handler))?;
     let _: Value = signal.funcall("trap", ("QUIT", handler))?;
     let _: Value = signal.funcall("trap", ("TERM", "SYSTEM_DEFAULT"))?;
+    let _: Value = signal.funcall("trap", ("TTIN", "IGNORE"))?;
+    let _: Value = signal.funcall("trap", ("TTOU", "IGNORE"))?;
     Ok(())
 }
 

@@ -201,12 +201,18 @@ pub fn respawn(ruby: &Ruby, master: &Master) -> Result<(), Error> {
         if !lp.should_respawn() {
             return Vec::new();
         }
-        (0..lp.pool.len())
+        (0..lp.pool.len().min(master.worker_count()))
             .filter(|slot| lp.pool.slot(*slot).state == SlotState::Down)
             .collect()
     })?;
     for slot in down {
+        // A slot TTIN just added had no process to replace.
+        let replacing = master.worker(ruby, slot).pid().is_some();
         spawn(ruby, master, slot)?;
+        if replacing {
+            let stats = master.stats();
+            stats.respawned.set(stats.respawned.get() + 1);
+        }
     }
     Ok(())
 }

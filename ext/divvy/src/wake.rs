@@ -70,6 +70,12 @@ impl Drop for WakePipe {
     }
 }
 
+/// Forgets the master's wake pipe: called in a freshly forked worker, which
+/// closed it.
+pub fn forget() {
+    WAKE_FD.store(-1, Ordering::SeqCst);
+}
+
 /// Wakes the current run's wait, if a run is waiting. Async-signal-safe.
 pub fn wake() {
     wake_fd(WAKE_FD.load(Ordering::SeqCst));
