@@ -8,7 +8,7 @@ require 'timeout'
 ROOT = File.expand_path('..', __dir__)
 $LOAD_PATH.unshift(File.join(ROOT, 'lib'))
 
-Dir[File.join(__dir__, 'support', '*.rb')].sort.each { |file| require file }
+Dir[File.join(__dir__, 'support', '*.rb')].each { |file| require file }
 
 RSpec.configure do |config|
   config.include ProcessHelpers
