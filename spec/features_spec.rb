@@ -107,6 +107,19 @@ RSpec.describe 'beyond the original' do
   end
 
   describe 'long-lived pools' do
+    it 'compacts the heap before the first fork, unless DIVVY_COMPACT=0' do
+      result = ruby_code(<<~RUBY)
+        require 'divvy'
+        before = GC.stat(:compact_count)
+        Divvy.each([1], workers: 1) {}
+        compacted = GC.stat(:compact_count)
+        ENV['DIVVY_COMPACT'] = '0'
+        Divvy.each([1], workers: 1) {}
+        p [compacted - before, GC.stat(:compact_count) - compacted]
+      RUBY
+      expect(result.stdout).to eq("[1, 0]\n")
+    end
+
     it 'retires a worker after max_tasks items' do
       result = ruby_code(<<~RUBY)
         require 'divvy'
