@@ -17,8 +17,10 @@ Gem::Specification.new do |spec|
   spec.homepage = 'https://rubygems.org/gems/divvy'
   spec.required_ruby_version = '>= 3.1'
 
-  spec.files = Dir['Cargo.toml', 'Cargo.lock', 'ext/**/*.{rs,toml,rb}', 'lib/**/*.rb',
-                   'exe/*', 'README.md', 'LICENSE', 'CHANGELOG.md', 'docs/*.md']
+  # What compiling needs, the signatures and the docs: no target/, specs or
+  # build products.
+  spec.files = Dir['Cargo.toml', 'Cargo.lock', 'ext/**/*.{rs,toml,rb}', 'lib/**/*.rb', 'exe/*',
+                   'sig/**/*.rbs', 'README.md', 'LICENSE', 'CHANGELOG.md', 'docs/*.md']
   spec.bindir = 'exe'
   spec.executables = ['divvy']
   spec.require_paths = ['lib']

@@ -42,6 +42,7 @@ module ProcessHelpers
         pid = File.basename(dir).to_i
         next if pid == Process.pid
         next unless File.read("#{dir}/environ").include?("DIVVY_SPEC_TAG=#{tag}")
+
         pid if running?(pid)
       rescue Errno::ENOENT, Errno::EACCES, Errno::ESRCH
         nil
@@ -73,6 +74,32 @@ module ProcessHelpers
     end
     Result.new(stdout: stdout, stderr: stderr, status: status,
                seconds: Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
+  end
+
+  # Runs `command` like run_command, for commands that may take minutes (a
+  # cargo build), in its own process group: kills the group and fails the
+  # example after `timeout` seconds.
+  def run_long_command(command, timeout:, env: {}, chdir: ROOT)
+    started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    Open3.popen3(spec_env(env), *command, chdir: chdir, pgroup: true) do |stdin, stdout, stderr, waiter|
+      stdin.close
+      readers = [stdout, stderr].map { |io| Thread.new { io.read } }
+      kill_group(waiter, "#{command.join(' ')} did not finish within #{timeout}s") unless waiter.join(timeout)
+      Result.new(stdout: readers[0].value, stderr: readers[1].value, status: waiter.value,
+                 seconds: Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
+    end
+  end
+
+  # Kills the process group `waiter` leads, reaps its leader and raises
+  # `message`.
+  def kill_group(waiter, message)
+    begin
+      Process.kill(:KILL, -waiter.pid)
+    rescue Errno::ESRCH
+      nil # it ended just now
+    end
+    waiter.join
+    raise message
   end
 
   # Starts `divvy ARGS` in the background in its own process group, as a
