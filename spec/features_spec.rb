@@ -82,6 +82,36 @@ RSpec.describe 'beyond the original' do
     end
   end
 
+  describe 'progress' do
+    it 'draws a bar on a terminal, with worker output printed whole above it' do
+      require 'pty'
+      code = <<~RUBY
+        require 'divvy'
+        Divvy.each(1..30, workers: 2, progress: true) { |i| sleep 0.02; puts "item \#{i}" }
+      RUBY
+      output = +''
+      PTY.spawn(spec_env, 'ruby', '-e', code) do |reader, _writer, pid|
+        Timeout.timeout(ProcessHelpers::COMMAND_TIMEOUT) do
+          loop { output << reader.readpartial(4096) }
+        rescue Errno::EIO, EOFError
+          nil # the child closed the terminal
+        end
+        Process.wait(pid)
+      end
+      lines = output.force_encoding('UTF-8').split(/\r\n|\r|\n/).map { |line| line.gsub(/\e\[[0-9;]*[A-Za-z]/, '') }
+      expect(lines.grep(/\Aitem \d+\z/).map { |line| line[/\d+/].to_i }.sort).to eq((1..30).to_a)
+      expect(lines.reject(&:empty?).last).to match(%r{30/30 done, 0 failed, [\d.]+/s, \d+s elapsed, ETA})
+      expect(output).to include("\e[2K")
+    end
+
+    it 'prints plain lines when stderr is not a terminal' do
+      result = divvy('--progress', '-n', 2, File.join(ROOT, 'examples', 'danceparty.rb'), 4)
+      expect(result.status).to be_success
+      expect(result.stderr).to match(%r{\Adivvy: 4 done, 0 failed, [\d.]+/s, \d+s elapsed\n\z})
+      expect(result.stdout.lines.size).to eq(5)
+    end
+  end
+
   describe 'process titles' do
     it 'says who is who' do
       Dir.mktmpdir do |dir|

@@ -84,6 +84,9 @@ module Divvy
 
           @options[:shard] = [index, count]
         end
+        opts.on('-p', '--progress', 'show a progress line on stderr') do
+          @options[:progress] = true
+        end
         opts.on('-v', '--verbose', 'log worker starts, exits, respawns and retries; print backtraces') do
           @verbose = true
         end

@@ -74,6 +74,10 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
         unsafe { libc::close(*fd) };
     }
     crate::wake::forget();
+    for (stream, fd) in &child.ends.output_tx {
+        // SAFETY: puts the pipe in place of stdout/stderr; both are open.
+        unsafe { libc::dup2(fd.as_raw_fd(), *stream) };
+    }
     // Backstop for a master that dies without closing our pipe (SIGKILL):
     // the kernel kills us. Checked after, in case it already died.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);

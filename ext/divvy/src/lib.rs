@@ -9,6 +9,7 @@ mod exit;
 mod link;
 mod marshal;
 mod master;
+mod meter;
 mod nogvl;
 mod options;
 mod outcome;

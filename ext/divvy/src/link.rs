@@ -28,6 +28,7 @@ pub struct Link {
     closing: bool,
     hung_up: bool,
     progress: Progress,
+    output: Vec<(RawFd, OwnedFd)>,
 }
 
 /// The worker's ends of its pipes, blocking.
@@ -37,6 +38,9 @@ pub struct WorkerEnds {
     pub task_rx: OwnedFd,
     /// Where the worker writes its answers.
     pub result_tx: OwnedFd,
+    /// Pipes to put in place of the worker's stdout (1) and stderr (2),
+    /// when the master prints the worker's output itself.
+    pub output_tx: Vec<(RawFd, OwnedFd)>,
 }
 
 /// The size asked for a task pipe (Linux's default limit for users).
@@ -45,11 +49,22 @@ const PIPE_SIZE: i32 = 1024 * 1024;
 /// Bytes queued for a worker past which the master writes them at once.
 const OUTBOX_FLUSH_BYTES: usize = 64 * 1024;
 
-/// Opens the pipes and the progress counter for a new worker.
+/// Opens the pipes and the progress counter for a new worker; with
+/// `capture_output`, also pipes for its stdout and stderr.
 ///
 /// Returns the master's ends and the worker's ends, or the OS error when the
 /// process is out of descriptors or memory.
-pub fn open() -> io::Result<(Link, WorkerEnds)> {
+pub fn open(capture_output: bool) -> io::Result<(Link, WorkerEnds)> {
+    let mut output = Vec::new();
+    let mut output_tx = Vec::new();
+    if capture_output {
+        for stream in [1, 2] {
+            let (rx, tx) = pipe2(OFlag::O_CLOEXEC)?;
+            set_nonblocking(&rx)?;
+            output.push((stream, rx));
+            output_tx.push((stream, tx));
+        }
+    }
     let (task_rx, task_tx) = pipe2(OFlag::O_CLOEXEC)?;
     let (result_rx, result_tx) = pipe2(OFlag::O_CLOEXEC)?;
     // A larger task pipe takes a big item in one write; where the system
@@ -67,8 +82,16 @@ pub fn open() -> io::Result<(Link, WorkerEnds)> {
         closing: false,
         hung_up: false,
         progress: Progress::new()?,
+        output,
     };
-    Ok((link, WorkerEnds { task_rx, result_tx }))
+    Ok((
+        link,
+        WorkerEnds {
+            task_rx,
+            result_tx,
+            output_tx,
+        },
+    ))
 }
 
 /// Payloads this large are written straight from the item, not copied
@@ -241,7 +264,51 @@ impl Link {
     pub fn raw_fds(&self) -> Vec<RawFd> {
         let mut fds = vec![self.result_rx.as_raw_fd()];
         fds.extend(self.task_tx.as_ref().map(AsRawFd::as_raw_fd));
+        fds.extend(self.output.iter().map(|(_, fd)| fd.as_raw_fd()));
         fds
+    }
+
+    /// The pipes carrying the worker's output, with the stream (1 or 2)
+    /// each stands for, to poll for reading.
+    pub fn output_fds(&self) -> impl Iterator<Item = (usize, BorrowedFd<'_>)> {
+        self.output
+            .iter()
+            .enumerate()
+            .map(|(index, (_, fd))| (index, fd.as_fd()))
+    }
+
+    /// Reads what the worker wrote to output pipe `index` and hands it to
+    /// `print` with its stream (1 or 2); closes the pipe at end-of-file.
+    pub fn relay_output(&mut self, index: usize, mut print: impl FnMut(RawFd, &[u8])) {
+        let Some((stream, fd)) = self.output.get(index) else {
+            return;
+        };
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            match nix::unistd::read(fd, &mut buffer) {
+                Ok(0) => {
+                    self.output[index].0 = -1;
+                    break;
+                }
+                Ok(count) => print(*stream, &buffer[..count]),
+                Err(Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+        self.output.retain(|(stream, _)| *stream >= 0);
+    }
+
+    /// Writes out whatever the worker's output pipes still hold; used once
+    /// the worker is gone.
+    pub fn drain_output(&mut self, mut print: impl FnMut(RawFd, &[u8])) {
+        while !self.output.is_empty() {
+            let before = self.output.len();
+            self.relay_output(0, &mut print);
+            if self.output.len() == before {
+                // Nothing more now (a grandchild may still hold the pipe).
+                break;
+            }
+        }
     }
 }
 
@@ -265,7 +332,7 @@ mod tests {
 
     #[test]
     fn sends_a_task_larger_than_the_pipe_in_pieces() {
-        let (mut link, ends) = open().unwrap();
+        let (mut link, ends) = open(false).unwrap();
         let payload = vec![3u8; 1024 * 1024];
         link.queue_task(&payload).unwrap();
         link.flush().unwrap();
@@ -282,7 +349,7 @@ mod tests {
 
     #[test]
     fn receives_frames_and_sees_the_worker_hang_up() {
-        let (mut link, ends) = open().unwrap();
+        let (mut link, ends) = open(false).unwrap();
         let mut bytes = Frame::Ready.encode();
         Frame::Done.encode_into(&mut bytes);
         write(&ends.result_tx, &bytes).unwrap();
@@ -299,7 +366,7 @@ mod tests {
 
     #[test]
     fn a_vanished_worker_does_not_fail_the_master() {
-        let (mut link, ends) = open().unwrap();
+        let (mut link, ends) = open(false).unwrap();
         drop(ends);
         link.queue_task(b"item").unwrap();
         link.flush().unwrap();

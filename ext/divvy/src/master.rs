@@ -69,11 +69,14 @@ impl DataTypeFunctions for Master {
 
 impl Master {
     /// Master.new(task, worker_count, verbose = false, retries: 0,
-    /// timeout: nil): a master for `task` (an object whose class includes
-    /// `Divvy::Parallelizable`) with `worker_count` worker slots, numbered
-    /// from 1. `retries` is how many more times a failed item is tried;
-    /// `timeout` bounds one item's `perform`, in seconds. Runs in the
-    /// master; starts no process.
+    /// timeout: nil, max_tasks: nil, max_memory: nil, shard: nil,
+    /// progress: false): a master for `task` (an object whose class
+    /// includes `Divvy::Parallelizable`) with `worker_count` worker slots,
+    /// numbered from 1. `retries` is how many more times a failed item is
+    /// tried; `timeout` bounds one item's `perform`, in seconds;
+    /// `max_tasks` and `max_memory` (MB) retire workers; `shard: [i, n]`
+    /// performs only items whose dispatch index % n == i; `progress` shows a
+    /// progress line on stderr. Runs in the master; starts no process.
     ///
     /// Raises `Divvy::Error` when `task` lacks `dispatch` or a perform
     /// method, `worker_count` is not a positive Integer, or an option is out
@@ -88,13 +91,21 @@ impl Master {
             Option<Value>,
             Option<Value>,
             Option<Value>,
+            Option<Value>,
         );
         let keywords = get_kwargs::<_, (), Keywords, ()>(
             args.keywords,
             &[],
-            &["retries", "timeout", "max_tasks", "max_memory", "shard"],
+            &[
+                "retries",
+                "timeout",
+                "max_tasks",
+                "max_memory",
+                "shard",
+                "progress",
+            ],
         )?;
-        let (retries, timeout, max_tasks, max_memory, shard) = keywords.optional;
+        let (retries, timeout, max_tasks, max_memory, shard, progress) = keywords.optional;
         let options = RunOptions {
             verbose: verbose.is_some_and(|value| value.to_bool()),
             retries: parse_retries(ruby, retries)?,
@@ -103,6 +114,7 @@ impl Master {
             max_memory: parse_positive(ruby, "max_memory", max_memory)?
                 .map(|megabytes| megabytes.saturating_mul(1024 * 1024)),
             shard: parse_shard(ruby, shard)?,
+            progress: progress.is_some_and(|value| value.to_bool()),
         };
         let responds = |name: &str| task.respond_to(name, true);
         if !responds("dispatch")? || !(responds("perform")? || responds("process")?) {

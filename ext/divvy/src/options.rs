@@ -19,6 +19,8 @@ pub struct RunOptions {
     /// Perform only the items whose dispatch index modulo the second number
     /// is the first.
     pub shard: Option<Shard>,
+    /// Show a progress line on stderr.
+    pub progress: bool,
 }
 
 /// One of several machines sharing a run: items whose dispatch index

@@ -16,6 +16,7 @@ use crate::errors::{self, divvy_error, os_error, Kind};
 use crate::link::Link;
 use crate::marshal;
 use crate::master::Master;
+use crate::meter::Meter;
 use crate::nogvl::without_gvl;
 use crate::outcome::{self, item_failed, label, truncate, Cause};
 use crate::pace::MAX_WINDOW;
@@ -75,6 +76,8 @@ pub struct RunLoop {
     max_tasks: Option<u64>,
     /// Lines to log under `-v`, written once the borrow ends.
     pub notices: Vec<String>,
+    /// The progress display, under `progress: true`.
+    meter: Option<Meter>,
     /// The script's name and the task's item count, for the title.
     script: String,
     total: Option<u64>,
@@ -82,6 +85,19 @@ pub struct RunLoop {
     next_index: u64,
     dispatched: u64,
     dispatch_done: bool,
+}
+
+/// What a polled descriptor is for.
+#[derive(Debug, Clone, Copy)]
+enum Owner {
+    /// The wake pipe.
+    Wake,
+    /// A worker's answers.
+    Answers(usize),
+    /// A worker's task pipe, with room for queued items.
+    Tasks(usize),
+    /// One of a worker's output pipes (progress mode).
+    Output(usize, usize),
 }
 
 /// Something a worker said, reported after the borrow ends.
@@ -106,6 +122,7 @@ impl RunLoop {
         workers: usize,
         max_tasks: Option<u64>,
         (script, total): (String, Option<u64>),
+        meter: Option<Meter>,
         wake: WakePipe,
     ) -> RunLoop {
         RunLoop {
@@ -122,6 +139,7 @@ impl RunLoop {
             spare_buffers: Vec::new(),
             max_tasks,
             notices: Vec::new(),
+            meter,
             script,
             total,
             titled_at: Instant::now(),
@@ -258,6 +276,20 @@ impl RunLoop {
         }
     }
 
+    /// True when workers' output goes through the master (a progress bar is
+    /// drawn on the terminal).
+    pub fn captures_output(&self) -> bool {
+        self.meter.as_ref().is_some_and(Meter::drawing)
+    }
+
+    /// Prints what the worker in `slot` still has in its output pipes.
+    pub fn drain_output(&mut self, slot: usize) {
+        let (Some(link), Some(meter)) = (self.links[slot].as_mut(), self.meter.as_ref()) else {
+            return;
+        };
+        link.drain_output(|stream, bytes| meter.print_through(stream, bytes));
+    }
+
     /// Lets every ready worker that holds nothing go: closes its task pipe,
     /// so it exits after reading end-of-file.
     fn release_idle(&mut self) -> std::io::Result<()> {
@@ -334,6 +366,7 @@ pub fn run(ruby: &Ruby, master: Obj<Master>) -> Result<(), Error> {
         master.worker_count(),
         master.options().max_tasks,
         (script, total),
+        master.options().progress.then(|| Meter::new(total)),
         wake,
     ));
     let outcome = Traps::install(ruby).and_then(|traps| {
@@ -344,7 +377,19 @@ pub fn run(ruby: &Ruby, master: Obj<Master>) -> Result<(), Error> {
         };
         traps.restore(ruby).and(outcome)
     });
-    master.run_loop().borrow_mut().take();
+    let stats = master.stats();
+    let (done, failed) = (
+        stats.performed.get() + stats.failed.get(),
+        stats.failed.get(),
+    );
+    let last_line = master
+        .run_loop()
+        .borrow_mut()
+        .take()
+        .and_then(|mut lp| lp.meter.as_mut()?.finish(done, failed));
+    if let Some(line) = last_line {
+        say(ruby, &line)?;
+    }
     if let Ok(program) = ruby.eval::<Value>("$PROGRAM_NAME") {
         let _: Result<Value, Error> = ruby.module_process().funcall("setproctitle", (program,));
     }
@@ -546,7 +591,7 @@ pub fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
             }
         }
         let mut fds = vec![pollfd(lp.wake.read_fd().as_raw_fd(), libc::POLLIN)];
-        let mut owners = vec![None];
+        let mut owners = vec![Owner::Wake];
         let mut hung_up_waiting = false;
         for (slot, link) in lp.links.iter().enumerate() {
             let Some(link) = link else { continue };
@@ -554,11 +599,15 @@ pub fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
                 hung_up_waiting = true;
             } else {
                 fds.push(pollfd(link.result_fd().as_raw_fd(), libc::POLLIN));
-                owners.push(Some(slot));
+                owners.push(Owner::Answers(slot));
             }
             if let (true, Some(task_fd)) = (link.has_queued(), link.task_fd()) {
                 fds.push(pollfd(task_fd.as_raw_fd(), libc::POLLOUT));
-                owners.push(Some(slot));
+                owners.push(Owner::Tasks(slot));
+            }
+            for (index, output_fd) in link.output_fds() {
+                fds.push(pollfd(output_fd.as_raw_fd(), libc::POLLIN));
+                owners.push(Owner::Output(slot, index));
             }
         }
         let mut wait = if hung_up_waiting {
@@ -612,7 +661,22 @@ pub fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
     supervisor::respawn(ruby, master)?;
     send_requeued(ruby, master)?;
     log_notices(ruby, master)?;
+    show_progress(ruby, master)?;
     retitle(ruby, master)
+}
+
+/// Updates the progress display; logs the plain line when one is due.
+fn show_progress(ruby: &Ruby, master: &Master) -> Result<(), Error> {
+    let stats = master.stats();
+    let (done, failed) = (
+        stats.performed.get() + stats.failed.get(),
+        stats.failed.get(),
+    );
+    let line = with_loop(ruby, master, |lp| lp.meter.as_mut()?.update(done, failed))?;
+    match line {
+        Some(line) => say(ruby, &line),
+        None => Ok(()),
+    }
 }
 
 /// Shows the run's progress in the master's process title, at most twice
@@ -708,7 +772,7 @@ fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
 fn collect(
     lp: &mut RunLoop,
     fds: &[libc::pollfd],
-    owners: &[Option<usize>],
+    owners: &[Owner],
     check_all: bool,
 ) -> Result<Vec<Event>, std::io::Error> {
     if check_all || fds[0].revents != 0 {
@@ -716,18 +780,28 @@ fn collect(
     }
     lp.observe_progress(Instant::now());
     let mut events = Vec::new();
+    // Output pipes are read last and from the highest index down, so that
+    // a pipe closed at end-of-file does not shift the ones still to read.
+    let mut outputs = Vec::new();
     for (pollfd, owner) in fds.iter().zip(owners) {
-        let Some(slot) = *owner else { continue };
         if pollfd.revents == 0 {
             continue;
         }
-        if pollfd.events == libc::POLLOUT {
-            if let Some(link) = lp.links[slot].as_mut() {
-                link.flush()?;
+        match *owner {
+            Owner::Wake => {}
+            Owner::Tasks(slot) => {
+                if let Some(link) = lp.links[slot].as_mut() {
+                    link.flush()?;
+                }
             }
-            continue;
+            Owner::Answers(slot) => lp.read_frames(slot, &mut events)?,
+            Owner::Output(slot, index) => outputs.push((slot, index)),
         }
-        lp.read_frames(slot, &mut events)?;
+    }
+    for (slot, index) in outputs.into_iter().rev() {
+        if let (Some(link), Some(meter)) = (lp.links[slot].as_mut(), lp.meter.as_ref()) {
+            link.relay_output(index, |stream, bytes| meter.print_through(stream, bytes));
+        }
     }
     Ok(events)
 }

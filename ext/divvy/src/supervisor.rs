@@ -32,7 +32,9 @@ pub fn spawn(ruby: &Ruby, master: &Master, slot: usize) -> Result<(), Error> {
     let worker = master.worker(ruby, slot);
     let task = master.task(ruby);
     let _: Value = task.funcall("before_fork", (worker,))?;
-    let (link, ends) = link::open().map_err(|err| os_error(ruby, "opening worker pipes", err))?;
+    let capture_output = with_loop(ruby, master, |lp| lp.captures_output())?;
+    let (link, ends) =
+        link::open(capture_output).map_err(|err| os_error(ruby, "opening worker pipes", err))?;
     let mut inherited_fds = with_loop(ruby, master, |lp| lp.descriptors_for_child())?;
     inherited_fds.extend(link.raw_fds());
     let perform_method = perform_method(ruby, task)?;
@@ -116,8 +118,9 @@ pub fn reap(ruby: &Ruby, master: &Master, check_all: bool) -> Result<(), Error> 
     for (slot, pid) in candidates {
         if let Some(status) = try_wait(ruby, pid)? {
             // What the worker wrote before it exited is settled first: an
-            // item it answered is not reported as lost.
+            // item it answered is not reported as lost, its output is shown.
             let events = with_loop(ruby, master, |lp| {
+                lp.drain_output(slot);
                 let mut events = Vec::new();
                 lp.read_frames(slot, &mut events).map(|()| events)
             })?
