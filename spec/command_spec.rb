@@ -103,7 +103,7 @@ RSpec.describe 'the divvy command' do
     it 'prints usage with -h' do
       result = divvy('-h')
       expect(result.status).to be_success
-      expect(result.stdout).to include('Usage: divvy [-n WORKERS] [-r RETRIES] [-t SECONDS] [-v] SCRIPT [ARGS...]')
+      expect(result.stdout).to include('Usage: divvy [-n WORKERS] [OPTIONS] SCRIPT [ARGS...]')
       expect(result.stdout).to include('--workers WORKERS')
     end
 

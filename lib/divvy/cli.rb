@@ -47,7 +47,7 @@ module Divvy
 
     def parser
       @parser ||= OptionParser.new do |opts|
-        opts.banner = 'Usage: divvy [-n WORKERS] [-r RETRIES] [-t SECONDS] [-v] SCRIPT [ARGS...]'
+        opts.banner = 'Usage: divvy [-n WORKERS] [OPTIONS] SCRIPT [ARGS...]'
         opts.separator ''
         opts.separator 'Runs the Divvy::Parallelizable task defined in SCRIPT on WORKERS forked'
         opts.separator 'processes. ARGS are passed to the script as ARGV.'
