@@ -55,4 +55,6 @@ end
 
 puts '| master heap compacted before fork | worker PSS (MB) | worker private dirty (MB) |'
 puts '| --- | ---: | ---: |'
-results.each { |name, pss, dirty| puts format('| %s | %.1f | %.1f |', name, pss / 1024.0, dirty / 1024.0) }
+results.each do |name, pss, dirty|
+  puts format('| %<name>s | %<pss>.1f | %<dirty>.1f |', name: name, pss: pss / 1024.0, dirty: dirty / 1024.0)
+end

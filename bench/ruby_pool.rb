@@ -16,13 +16,13 @@ class RubyPool
     busy = {}
     while (item = producer.call)
       wait_for_idle(idle, busy) if idle.empty?
-      worker = idle.pop
-      Marshal.dump(item, worker[:to])
-      busy[worker[:from]] = worker
+      free = idle.pop
+      Marshal.dump(item, free[:to])
+      busy[free[:from]] = free
     end
     wait_for_idle(idle, busy) until busy.empty?
-    @workers.each { |worker| worker[:to].close }
-    @workers.each { |worker| Process.wait(worker[:pid]) }
+    # Every pipe is closed before any worker is waited for, so they exit together.
+    @workers.each { |worker| worker[:to].close }.each { |worker| Process.wait(worker[:pid]) }
   end
 
   private
@@ -30,7 +30,7 @@ class RubyPool
   def wait_for_idle(idle, busy)
     ready, = IO.select(busy.keys)
     ready.each do |from|
-      Marshal.load(from)
+      Marshal.load(from) # rubocop:disable Security/MarshalLoad -- our own worker's answer
       idle << busy.delete(from)
     end
   end
@@ -41,18 +41,23 @@ class RubyPool
     pid = fork do
       to_writer.close
       from_reader.close
-      from_writer.sync = true
-      loop do
-        item = Marshal.load(to_reader)
-        block.call(item)
-        Marshal.dump(true, from_writer)
-      rescue EOFError
-        exit!(0)
-      end
+      serve(block, to_reader, from_writer)
     end
     to_reader.close
     from_writer.close
     to_writer.sync = true
     { pid: pid, to: to_writer, from: from_reader }
+  end
+
+  # Runs in a worker: performs the items read from `from_master`, answering
+  # each on `to_master`, until the master closes the pipe.
+  def serve(block, from_master, to_master)
+    to_master.sync = true
+    loop do
+      block.call(Marshal.load(from_master)) # rubocop:disable Security/MarshalLoad -- the master's own item
+      Marshal.dump(true, to_master)
+    rescue EOFError
+      exit!(0)
+    end
   end
 end

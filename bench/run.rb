@@ -58,14 +58,14 @@ rows << ['tiny: 200,000 empty items, 2 workers (items/s)', rate.values_at(*RUNNE
 startup = compare('startup', runners: ['divvy'])['divvy'][:seconds]
 latency = compare('latency')
 wall = latency.transform_values { |result| result[:seconds] }
-allowed = 0.1 * 1.1 + startup
+allowed = (0.1 * 1.1) + startup
 rows << ['latency: 500 x 10 ms, 50 workers (s; ideal 0.1)', wall.values_at(*RUNNERS).map { |v| fmt(v, 3) },
          "startup of 50 workers #{fmt(startup, 3)} s",
          "<= 1.1 x ideal + startup (#{fmt(allowed, 3)}): #{target[wall['divvy'] <= allowed]}"]
 
 skew = compare('skew').transform_values { |result| result[:seconds] }
 rows << ['skew: 10 x 1 s then 1,000 x 1 ms, 10 workers (s; ideal 1.1)', skew.values_at(*RUNNERS).map { |v| fmt(v, 3) },
-         "#{fmt((skew['divvy'] / 1.1 - 1) * 100, 1)}% over ideal", "within 10%: #{target[skew['divvy'] <= 1.21]}"]
+         "#{fmt(((skew['divvy'] / 1.1) - 1) * 100, 1)}% over ideal", "within 10%: #{target[skew['divvy'] <= 1.21]}"]
 
 payload = compare('payload').transform_values { |result| 500 / result[:seconds] }
 ratio = payload['divvy'] / payload['parallel']
@@ -74,7 +74,8 @@ rows << ['payload: 500 x 1 MB, 2 workers (MB/s)', payload.values_at(*RUNNERS).ma
 
 boot = compare('boot').transform_values { |result| result[:seconds] }
 rows << ['boot: 100 workers, 100 empty items (s)', boot.values_at(*RUNNERS).map { |v| fmt(v, 3) },
-         "#{fmt(boot['divvy'] / boot['parallel'], 2)}x parallel's time", "no worse: #{target[boot['divvy'] <= boot['parallel']]}"]
+         "#{fmt(boot['divvy'] / boot['parallel'], 2)}x parallel's time",
+         "no worse: #{target[boot['divvy'] <= boot['parallel']]}"]
 
 small = compare('memory', 500_000, repetitions: 1)
 large = compare('memory', 5_000_000, runners: ['divvy'], repetitions: 1)['divvy']
@@ -88,9 +89,11 @@ cpu = File.read('/proc/cpuinfo')[/model name\s*:\s*(.+)/, 1]
 parallel_version = Gem::Specification.find_by_name('parallel').version
 machine = "#{Etc.nprocessors} CPUs (#{cpu}), #{RUBY_DESCRIPTION}, parallel #{parallel_version}, " \
           "#{REPETITIONS} repetitions (medians), #{Time.now.utc.strftime('%Y-%m-%d')}"
-table = ["| workload | divvy | parallel gem | pure-Ruby pool | ratio | target |",
+table = ['| workload | divvy | parallel gem | pure-Ruby pool | ratio | target |',
          '| --- | ---: | ---: | ---: | --- | --- |']
-rows.each { |name, values, ratio_text, verdict| table << "| #{name} | #{values.join(' | ')} | #{ratio_text} | #{verdict} |" }
+rows.each do |name, values, ratio_text, verdict|
+  table << "| #{name} | #{values.join(' | ')} | #{ratio_text} | #{verdict} |"
+end
 
 report = <<~MARKDOWN
   # Benchmark results

@@ -1,3 +1,9 @@
+# frozen_string_literal: true
+
+require 'divvy'
+require 'digest'
+require 'find'
+
 # Hashes every file under a directory in parallel and prints a sorted
 # manifest from the master, which gathers the results:
 #
@@ -7,10 +13,6 @@
 # #completed hook collects them, and the master prints the manifest when it
 # exits, after the last file is in (workers leave with exit!, so they never
 # run at_exit handlers).
-require 'divvy'
-require 'digest'
-require 'find'
-
 class HashFiles
   include Divvy::Parallelizable
 

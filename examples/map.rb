@@ -1,3 +1,5 @@
+# frozen_string_literal: true
+
 # Divvy.map over a list: fetches the length of each word's SHA-256 "work"
 # in parallel and gets the results back in input order. Run it with ruby:
 #

@@ -212,7 +212,9 @@ RSpec.describe 'beyond the original' do
             def perform(i) = File.open(File.join(ENV.fetch('OUT'), 'done'), 'a') { |f| f.puts i }
           end
         RUBY
-        3.times { |shard| expect(divvy('-n', 2, '--shard', "#{shard}/3", script, env: { 'OUT' => dir }).status).to be_success }
+        3.times do |shard|
+          expect(divvy('-n', 2, '--shard', "#{shard}/3", script, env: { 'OUT' => dir }).status).to be_success
+        end
         expect(File.readlines(File.join(dir, 'done')).map(&:to_i).sort).to eq((0...100).to_a)
       end
     end

@@ -293,7 +293,7 @@ RSpec.describe Divvy::Master do
     it 'runs the dance party from Ruby' do
       result = ruby_code(<<~RUBY)
         require 'digest'
-require 'divvy'
+        require 'divvy'
         require './examples/danceparty'
         task = DanceParty.new
         master = Divvy::Master.new(task, 10)
@@ -310,7 +310,7 @@ require 'divvy'
     it 'runs no ensure block or at_exit handler of the master in a worker' do
       result = ruby_code(<<~RUBY)
         require 'digest'
-require 'divvy'
+        require 'divvy'
         require 'tmpdir'
         class Quick
           include Divvy::Parallelizable
@@ -343,7 +343,7 @@ require 'divvy'
     it 'raises BootFailure when workers die in after_fork' do
       result = ruby_code(<<~RUBY)
         require 'digest'
-require 'divvy'
+        require 'divvy'
         class NoBoot
           include Divvy::Parallelizable
           def dispatch; 5.times { |i| yield i }; end
@@ -401,7 +401,7 @@ require 'divvy'
     it 'counts a failed item and carries on in the same worker' do
       result = ruby_code(<<~RUBY)
         require 'digest'
-require 'divvy'
+        require 'divvy'
         class SomeFail
           include Divvy::Parallelizable
           def dispatch; 10.times { |i| yield i }; end

@@ -86,7 +86,8 @@ RSpec.describe 'reliability' do
 
   describe 'timeouts' do
     it 'stops a worker whose item runs too long, reports the item and replaces the worker' do
-      result = run_task(<<~RUBY, master_args: '2, timeout: 0.5', after: 'p [m.items_performed, m.items_failed, m.spawn_count]')
+      after = 'p [m.items_performed, m.items_failed, m.spawn_count]'
+      result = run_task(<<~RUBY, master_args: '2, timeout: 0.5', after: after)
         def dispatch; 40.times { |i| yield i }; end
         def perform(i); sleep(i == 1 ? 30 : 0.05); end
       RUBY
@@ -151,7 +152,7 @@ RSpec.describe 'reliability' do
     end
 
     it 'receives a Divvy::TaskError describing a raised exception, with its backtrace' do
-      result = failed_hook_output('raise IndexError, "no #{word}"')
+      result = failed_hook_output('raise IndexError, "no #{word}"') # rubocop:disable Lint/InterpolationCheck
       lines = result.stdout.lines
       expect(lines[0]).to eq("[Divvy::TaskError, :raised, \"IndexError\", \"no five\", 1, true, nil, nil, [5, \"five\"], 1, [5, \"five\"]]\n")
       expect(lines[1]).to match(/\Aworker 1 \(pid \d+\) failed performing \[5, "five"\]: IndexError: no five$/)
@@ -276,7 +277,10 @@ RSpec.describe 'reliability' do
           class Chaos
             include Divvy::Parallelizable
             def dispatch; 3000.times { |i| yield i }; end
-            def perform(i); File.write(File.join(ENV.fetch('DIR'), i.to_s), ''); end
+            def perform(i)
+              File.write(File.join(ENV.fetch('DIR'), i.to_s), '')
+              sleep 0.001 # long enough that the kills land during the run
+            end
           end
           master = Divvy::Master.new(Chaos.new, 4, retries: 5)
           killer = Thread.new do

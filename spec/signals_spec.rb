@@ -1,16 +1,16 @@
 # frozen_string_literal: true
 
 RSpec.describe 'signals' do
-  # A script whose items each take a second and leave a start and a done
-  # marker in MARKS.
-  def slow_script(dir)
+  # A script of `count` items that each take `seconds` and leave a start
+  # and a done marker in MARKS.
+  def slow_script(dir, count: 30, seconds: 1)
     write_script(dir, 'slow.rb', <<~RUBY)
       class Slow
         include Divvy::Parallelizable
-        def dispatch; 30.times { |i| yield i }; end
+        def dispatch; #{count}.times { |i| yield i }; end
         def perform(i)
           File.write(File.join(ENV.fetch('MARKS'), "start-\#{i}"), Process.pid.to_s)
-          sleep 1
+          sleep #{seconds}
           File.write(File.join(ENV.fetch('MARKS'), "done-\#{i}"), Process.pid.to_s)
         end
       end
@@ -113,17 +113,7 @@ RSpec.describe 'signals' do
 
   it 'lets a worker sent INT finish its item and be replaced' do
     Dir.mktmpdir do |dir|
-      script = write_script(dir, 'few.rb', <<~RUBY)
-        class Few
-          include Divvy::Parallelizable
-          def dispatch; 6.times { |i| yield i }; end
-          def perform(i)
-            File.write(File.join(ENV.fetch('MARKS'), "start-\#{i}"), Process.pid.to_s)
-            sleep 0.5
-            File.write(File.join(ENV.fetch('MARKS'), "done-\#{i}"), Process.pid.to_s)
-          end
-        end
-      RUBY
+      script = slow_script(dir, count: 6, seconds: 0.5)
       Dir.mkdir(File.join(dir, 'marks'))
       pid = spawn_divvy('-v', '-n', 2, script, dir: dir, env: { 'MARKS' => File.join(dir, 'marks') })
       eventually { marks(dir, 'start').size >= 1 }

@@ -52,53 +52,60 @@ module Divvy
         opts.separator 'Runs the Divvy::Parallelizable task defined in SCRIPT on WORKERS forked'
         opts.separator 'processes. ARGS are passed to the script as ARGV.'
         opts.separator ''
-        opts.on('-n', '--workers WORKERS', Integer,
-                'number of worker processes (default: one per processor)') do |count|
-          raise UsageError, "invalid worker count: #{count} (must be at least 1)" if count < 1
-
-          @workers = count
-        end
-        opts.on('-r', '--retries N', Integer, 'try a failed item up to N more times (default: 0)') do |count|
-          raise UsageError, "invalid retry count: #{count} (must be 0 or more)" if count.negative?
-
-          @options[:retries] = count
-        end
-        opts.on('-t', '--timeout SECONDS', Float, 'stop a worker whose item takes longer (default: none)') do |seconds|
-          raise UsageError, "invalid timeout: #{seconds} (must be more than 0)" unless seconds.positive? && seconds.finite?
-
-          @options[:timeout] = seconds
-        end
-        opts.on('--max-tasks N', Integer, 'replace a worker after it performed N items') do |count|
-          raise UsageError, "invalid --max-tasks: #{count} (must be at least 1)" if count < 1
-
-          @options[:max_tasks] = count
-        end
-        opts.on('--max-memory MB', Integer, 'replace a worker whose resident memory passes MB after an item') do |megabytes|
-          raise UsageError, "invalid --max-memory: #{megabytes} (must be at least 1)" if megabytes < 1
-
-          @options[:max_memory] = megabytes
-        end
-        opts.on('--shard I/N', 'perform only items whose dispatch index modulo N is I (0 <= I < N)') do |shard|
-          index, count = shard.match(%r{\A(\d+)/(\d+)\z})&.captures&.map(&:to_i)
-          raise UsageError, "invalid --shard: #{shard} (must be I/N with 0 <= I < N)" unless index && index < count
-
-          @options[:shard] = [index, count]
-        end
-        opts.on('-p', '--progress', 'show a progress line on stderr') do
-          @options[:progress] = true
-        end
-        opts.on('-v', '--verbose', 'log worker starts, exits, respawns and retries; print backtraces') do
-          @verbose = true
-        end
-        opts.on('-h', '--help', 'show this help') do
-          puts opts
-          exit 0
-        end
-        opts.on('--version', 'show the version') do
-          puts "divvy #{Divvy::VERSION}"
-          exit 0
-        end
+        define_run_options(opts)
+        define_worker_options(opts)
+        define_other_options(opts)
       end
+    end
+
+    # -n, -r, -t: how many workers, and how items are retried and bounded.
+    def define_run_options(opts)
+      opts.on('-n', '--workers WORKERS', Integer, 'number of worker processes (default: one per processor)') do |count|
+        @workers = check(count, count >= 1, "worker count: #{count} (must be at least 1)")
+      end
+      opts.on('-r', '--retries N', Integer, 'try a failed item up to N more times (default: 0)') do |count|
+        @options[:retries] = check(count, count >= 0, "retry count: #{count} (must be 0 or more)")
+      end
+      opts.on('-t', '--timeout SECONDS', Float, 'stop a worker whose item takes longer (default: none)') do |seconds|
+        valid = seconds.positive? && seconds.finite?
+        @options[:timeout] = check(seconds, valid, "timeout: #{seconds} (must be more than 0)")
+      end
+    end
+
+    # --max-tasks, --max-memory, --shard: when workers are replaced, and
+    # which items this machine performs.
+    def define_worker_options(opts)
+      opts.on('--max-tasks N', Integer, 'replace a worker after it performed N items') do |count|
+        @options[:max_tasks] = check(count, count >= 1, "--max-tasks: #{count} (must be at least 1)")
+      end
+      opts.on('--max-memory MB', Integer, 'replace a worker whose resident memory passes MB after an item') do |mb|
+        @options[:max_memory] = check(mb, mb >= 1, "--max-memory: #{mb} (must be at least 1)")
+      end
+      opts.on('--shard I/N', 'perform only items whose dispatch index modulo N is I (0 <= I < N)') do |shard|
+        index, count = shard.match(%r{\A(\d+)/(\d+)\z})&.captures&.map(&:to_i)
+        valid = index && index < count
+        @options[:shard] = check([index, count], valid, "--shard: #{shard} (must be I/N with 0 <= I < N)")
+      end
+    end
+
+    # -p, -v, -h, --version.
+    def define_other_options(opts)
+      opts.on('-p', '--progress', 'show a progress line on stderr') { @options[:progress] = true }
+      opts.on('-v', '--verbose', 'log worker starts, exits, respawns and retries; print backtraces') { @verbose = true }
+      opts.on('-h', '--help', 'show this help') { print_and_exit(opts) }
+      opts.on('--version', 'show the version') { print_and_exit("divvy #{Divvy::VERSION}") }
+    end
+
+    # Returns `value` when `valid`; raises UsageError saying "invalid `what`"
+    # otherwise.
+    def check(value, valid, what)
+      valid ? value : raise(UsageError, "invalid #{what}")
+    end
+
+    # Prints `text` to stdout and exits 0 (for --help and --version).
+    def print_and_exit(text)
+      puts text
+      exit 0
     end
 
     # Returns the script path; leaves the script's own arguments in ARGV.

@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+# Divvy.each and Divvy.map: a block run on each item of an enumerable in
+# forked workers.
 module Divvy
   # Runs a block on each item of an enumerable in forked workers: the task
   # behind Divvy.each (no results) and Divvy.map (results in input order).
@@ -27,9 +29,11 @@ module Divvy
       @enumerable.size if @enumerable.respond_to?(:size)
     end
 
-    # Yields each item with its position. Runs in the master.
+    # Yields each item with its position. Runs in the master. Only #each is
+    # called, so any object with #each will do.
     def dispatch
-      @enumerable.each_with_index { |item, index| yield index, item }
+      index = -1
+      @enumerable.each { |item| yield index += 1, item }
     end
 
     # Calls the block on one item. Runs in a worker. Returns its result.
