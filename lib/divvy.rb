@@ -18,13 +18,13 @@ require 'divvy/map'
 # interface and Divvy::Master for running one.
 module Divvy
   # Loads a divvy script and returns a new instance of the last class it
-  # defined that includes Divvy::Parallelizable. Runs in the master.
+  # defined that includes {Divvy::Parallelizable}. Runs in the master.
   #
-  # file - path of the script.
-  #
-  # Returns the task object. Raises Divvy::Error when the script defines no
-  # such class, and what loading the script raises (LoadError when it cannot
-  # be read, SyntaxError, or the script's own exceptions).
+  # @param file [String] path of the script
+  # @return [Parallelizable] the task object
+  # @raise [Divvy::Error] when the script defines no such class
+  # @raise [LoadError, SyntaxError] when the script cannot be read or parsed;
+  #   and whatever the script itself raises
   def self.load(file)
     known = Parallelizable.parallelizable.dup
     Kernel.load(File.expand_path(file))

@@ -14,8 +14,10 @@ module Divvy
     # Raised for a command line that cannot be run; exits with USAGE.
     class UsageError < Divvy::Error; end
 
-    # argv   - the command line, without the program name.
-    # stderr - where errors and usage go.
+    # Runs in the master; nothing happens until {#run}.
+    #
+    # @param argv [Array<String>] the command line, without the program name
+    # @param stderr [IO] where errors and usage go
     def initialize(argv, stderr: $stderr)
       @argv = argv.dup
       @stderr = stderr
@@ -24,10 +26,13 @@ module Divvy
       @options = { retries: 0 }
     end
 
-    # Runs the command. Returns the process exit status: 0 when every item
-    # was performed, 1 when an item finally failed, workers could not boot or
-    # the script could not be run, 2 for a usage error, 128 + the signal
-    # number when a signal stopped the run.
+    # Runs the command: parses the options, loads the script and runs its
+    # task on a {Divvy::Master}. Errors are printed, not raised.
+    #
+    # @return [Integer] the exit status: 0 when every item was performed, 1
+    #   when an item finally failed, workers could not boot or the script
+    #   could not be run, 2 for a usage error, 128 + the signal number when a
+    #   signal stopped the run
     def run
       script = parse
       task = load_script(script)
