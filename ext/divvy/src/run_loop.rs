@@ -657,7 +657,7 @@ pub fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
         with_loop(ruby, master, |lp| lp.fatal = Some(Fatal::Abort))?;
         return Err(fatal_error(ruby, master, Fatal::Abort));
     }
-    resize(ruby, master)?;
+    supervisor::resize(ruby, master)?;
     supervisor::respawn(ruby, master)?;
     send_requeued(ruby, master)?;
     log_notices(ruby, master)?;
@@ -691,60 +691,6 @@ fn retitle(ruby: &Ruby, master: &Master) -> Result<(), Error> {
     })?;
     if let Some(title) = title {
         title::set(ruby, &title);
-    }
-    Ok(())
-}
-
-/// Obeys TTIN (one more worker) and TTOU (one fewer, after the last
-/// worker's current items; never below one).
-fn resize(ruby: &Ruby, master: &Master) -> Result<(), Error> {
-    let (more, fewer) = signals::take_resizes();
-    for _ in 0..more {
-        let count = master.worker_count() + 1;
-        master.set_worker_count(count);
-        if count > master.slot_count() {
-            master.add_worker(ruby);
-            with_loop(ruby, master, |lp| {
-                lp.pool.add_slot();
-                lp.links.push(None);
-            })?;
-        }
-        with_loop(ruby, master, |lp| {
-            lp.notices.push(format!("TTIN: {count} workers"));
-        })?;
-    }
-    for _ in 0..fewer {
-        let count = master.worker_count();
-        if count <= 1 {
-            with_loop(ruby, master, |lp| {
-                lp.notices
-                    .push(String::from("TTOU ignored: one worker left"));
-            })?;
-            continue;
-        }
-        master.set_worker_count(count - 1);
-        with_loop(ruby, master, |lp| -> std::io::Result<()> {
-            lp.pool.leaving(count - 1);
-            if let Some(link) = lp.links[count - 1].as_mut() {
-                link.close_tasks()?;
-            }
-            lp.notices.push(format!("TTOU: {} workers", count - 1));
-            Ok(())
-        })?
-        .map_err(|err| os_error(ruby, "closing a task pipe", err))?;
-    }
-    // Slots past the count go once their processes are gone.
-    let count = master.worker_count();
-    let gone = with_loop(ruby, master, |lp| {
-        let gone = (count..lp.pool.len()).all(|slot| lp.pool.slot(slot).pid.is_none());
-        if gone && lp.pool.len() > count {
-            lp.pool.truncate(count);
-            lp.links.truncate(count);
-        }
-        gone
-    })?;
-    if gone {
-        master.truncate_workers(count);
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use crate::nogvl::without_gvl;
 use crate::outcome::{item_failed, label, Cause};
 use crate::pool::SlotState;
 use crate::run_loop::{fatal_error, handle, with_loop, Fatal, REAP_INTERVAL};
+use crate::signals;
 use crate::stdio::say;
 use crate::title;
 
@@ -192,6 +193,62 @@ fn settle_exit(ruby: &Ruby, master: &Master, slot: usize, status: Value) -> Resu
         say(ruby, &format!("{who} {}", exit.describe()))?;
     } else if master.verbose() {
         say(ruby, &format!("{who} {}", exit.describe()))?;
+    }
+    Ok(())
+}
+
+/// Obeys TTIN (one more worker) and TTOU (one fewer, after the last
+/// worker's current items; never below one).
+///
+/// Raises `Divvy::Error` when a task pipe cannot be closed.
+pub fn resize(ruby: &Ruby, master: &Master) -> Result<(), Error> {
+    let (more, fewer) = signals::take_resizes();
+    for _ in 0..more {
+        let count = master.worker_count() + 1;
+        master.set_worker_count(count);
+        if count > master.slot_count() {
+            master.add_worker(ruby);
+            with_loop(ruby, master, |lp| {
+                lp.pool.add_slot();
+                lp.links.push(None);
+            })?;
+        }
+        with_loop(ruby, master, |lp| {
+            lp.notices.push(format!("TTIN: {count} workers"));
+        })?;
+    }
+    for _ in 0..fewer {
+        let count = master.worker_count();
+        if count <= 1 {
+            with_loop(ruby, master, |lp| {
+                lp.notices
+                    .push(String::from("TTOU ignored: one worker left"));
+            })?;
+            continue;
+        }
+        master.set_worker_count(count - 1);
+        with_loop(ruby, master, |lp| -> std::io::Result<()> {
+            lp.pool.leaving(count - 1);
+            if let Some(link) = lp.links[count - 1].as_mut() {
+                link.close_tasks()?;
+            }
+            lp.notices.push(format!("TTOU: {} workers", count - 1));
+            Ok(())
+        })?
+        .map_err(|err| os_error(ruby, "closing a task pipe", err))?;
+    }
+    // Slots past the count go once their processes are gone.
+    let count = master.worker_count();
+    let gone = with_loop(ruby, master, |lp| {
+        let gone = (count..lp.pool.len()).all(|slot| lp.pool.slot(slot).pid.is_none());
+        if gone && lp.pool.len() > count {
+            lp.pool.truncate(count);
+            lp.links.truncate(count);
+        }
+        gone
+    })?;
+    if gone {
+        master.truncate_workers(count);
     }
     Ok(())
 }
