@@ -107,6 +107,12 @@ RSpec.describe 'the divvy command' do
       expect(result.stdout).to include('--workers WORKERS')
     end
 
+    it 'prints the same help the README shows' do
+      help = divvy('--help').stdout
+      readme = File.read(File.join(ROOT, 'README.md'))
+      expect(readme).to include("```\n#{help}```\n")
+    end
+
     it 'prints the version with --version' do
       result = divvy('--version')
       expect(result.stdout).to eq("divvy #{File.read(File.join(ROOT, 'lib/divvy/version.rb'))[/'(.+)'/, 1]}\n")

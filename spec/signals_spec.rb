@@ -107,7 +107,7 @@ RSpec.describe 'signals' do
       Process.kill(:KILL, pid)
       wait_for(pid)
       expect(workers.size).to eq(3)
-      eventually(timeout: 2) { workers.none? { |worker| ProcessHelpers.running?(worker) } }
+      eventually(timeout: 1) { workers.none? { |worker| ProcessHelpers.running?(worker) } }
     end
   end
 
