@@ -390,9 +390,7 @@ pub fn run(ruby: &Ruby, master: Obj<Master>) -> Result<(), Error> {
     if let Some(line) = last_line {
         say(ruby, &line)?;
     }
-    if let Ok(program) = ruby.eval::<Value>("$PROGRAM_NAME") {
-        let _: Result<Value, Error> = ruby.module_process().funcall("setproctitle", (program,));
-    }
+    title::restore(ruby);
     if master.verbose() || master.stats().failures.get() > 0 {
         outcome::summarize(ruby, &master, started.elapsed())?;
     }

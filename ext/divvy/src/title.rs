@@ -12,6 +12,15 @@ pub fn script_name(ruby: &Ruby) -> String {
         .unwrap_or_else(|| String::from("ruby"))
 }
 
+/// Gives the process its usual title back (`$0`) after a run.
+pub fn restore(ruby: &Ruby) {
+    if let Ok(program) = ruby.eval::<Value>("$PROGRAM_NAME") {
+        let _ = ruby
+            .module_process()
+            .funcall::<_, _, Value>("setproctitle", (program,));
+    }
+}
+
 /// Sets this process's title. A failure only leaves the old title.
 pub fn set(ruby: &Ruby, title: &str) {
     let _ = ruby
