@@ -39,6 +39,20 @@ pub struct Stats {
     pub respawned: Cell<u64>,
 }
 
+/// Adds `count` to a counter.
+pub fn bump(counter: &Cell<u64>, count: u64) {
+    counter.set(counter.get() + count);
+}
+
+impl Stats {
+    /// Returns the items settled so far (performed or finally failed) and
+    /// how many of them failed.
+    pub fn settled(&self) -> (u64, u64) {
+        let failed = self.failed.get();
+        (self.performed.get() + failed, failed)
+    }
+}
+
 /// A master process and its worker slots.
 #[derive(TypedData)]
 #[magnus(class = "Divvy::Master", mark, free_immediately)]

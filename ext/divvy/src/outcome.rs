@@ -9,7 +9,7 @@ use magnus::{prelude::*, Error, Exception, RObject, Ruby, Value};
 use crate::errors::{self, Kind};
 use crate::exit::Exit;
 use crate::marshal;
-use crate::master::Master;
+use crate::master::{bump, Master};
 use crate::pool::Item;
 use crate::protocol::Failure;
 use crate::stdio::say;
@@ -52,7 +52,7 @@ pub fn item_failed(
     cause: Cause,
 ) -> Result<Option<Item>, Error> {
     let stats = master.stats();
-    stats.failures.set(stats.failures.get() + 1);
+    bump(&stats.failures, 1);
     let args = marshal::load(ruby, &item.payload).ok();
     let described = args
         .map(|args| truncate(args.inspect()))
@@ -72,7 +72,7 @@ pub fn item_failed(
     let retries = master.options().retries;
     if item.attempt <= retries {
         item.attempt += 1;
-        stats.retried.set(stats.retried.get() + 1);
+        bump(&stats.retried, 1);
         if master.verbose() {
             say(
                 ruby,
@@ -85,7 +85,7 @@ pub fn item_failed(
         }
         return Ok(Some(item));
     }
-    stats.failed.set(stats.failed.get() + 1);
+    bump(&stats.failed, 1);
     let task = master.task(ruby);
     if task.respond_to("failed", true)? {
         let args = args.unwrap_or_else(|| ruby.ary_new().as_value());

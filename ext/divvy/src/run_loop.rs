@@ -15,12 +15,12 @@ use magnus::{prelude::*, typed_data::Obj, value::Opaque, Error, RObject, Ruby, V
 use crate::errors::{self, divvy_error, os_error, Kind};
 use crate::link::Link;
 use crate::marshal;
-use crate::master::Master;
+use crate::master::{bump, Master};
 use crate::meter::Meter;
 use crate::nogvl::without_gvl;
 use crate::outcome::{self, item_failed, label, truncate, Cause};
 use crate::pace::MAX_WINDOW;
-use crate::pool::{Answer, Item, Pool, SlotState};
+use crate::pool::{Answer, Departure, Item, Pool, SlotState};
 use crate::protocol::{Failure, Frame};
 use crate::signals::{self, Stop, Traps};
 use crate::stdio::{flush_all, say};
@@ -305,6 +305,18 @@ impl RunLoop {
         Ok(())
     }
 
+    /// Drops the pipes of the reaped worker in `slot` and settles its slot
+    /// with the final reading of its progress counter.
+    ///
+    /// Returns what the worker leaves behind.
+    pub fn release(&mut self, slot: usize) -> Departure {
+        let finished = self.links[slot]
+            .take()
+            .map_or(0, |link| link.progress().finished());
+        self.kill_at.retain(|(killed, _)| *killed != slot);
+        self.pool.reaped(slot, finished)
+    }
+
     /// The descriptors a forked worker must close: every master-side pipe.
     pub fn descriptors_for_child(&self) -> Vec<RawFd> {
         let mut fds: Vec<RawFd> = self
@@ -377,11 +389,7 @@ pub fn run(ruby: &Ruby, master: Obj<Master>) -> Result<(), Error> {
         };
         traps.restore(ruby).and(outcome)
     });
-    let stats = master.stats();
-    let (done, failed) = (
-        stats.performed.get() + stats.failed.get(),
-        stats.failed.get(),
-    );
+    let (done, failed) = master.stats().settled();
     let last_line = master
         .run_loop()
         .borrow_mut()
@@ -497,9 +505,7 @@ fn on_item(ruby: &Ruby, master: &Master, tag: Value, args: &[Value]) -> Result<V
             }
         } else {
             let stats = master.stats();
-            stats
-                .tasks_distributed
-                .set(stats.tasks_distributed.get() + 1);
+            bump(&stats.tasks_distributed, 1);
         }
     }
     Ok(ruby.qnil().as_value())
@@ -665,11 +671,7 @@ pub fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
 
 /// Updates the progress display; logs the plain line when one is due.
 fn show_progress(ruby: &Ruby, master: &Master) -> Result<(), Error> {
-    let stats = master.stats();
-    let (done, failed) = (
-        stats.performed.get() + stats.failed.get(),
-        stats.failed.get(),
-    );
+    let (done, failed) = master.stats().settled();
     let line = with_loop(ruby, master, |lp| lp.meter.as_mut()?.update(done, failed))?;
     match line {
         Some(line) => say(ruby, &line),
@@ -680,7 +682,7 @@ fn show_progress(ruby: &Ruby, master: &Master) -> Result<(), Error> {
 /// Shows the run's progress in the master's process title, at most twice
 /// a second.
 fn retitle(ruby: &Ruby, master: &Master) -> Result<(), Error> {
-    let done = master.stats().performed.get() + master.stats().failed.get();
+    let (done, _) = master.stats().settled();
     let title = with_loop(ruby, master, |lp| {
         (lp.titled_at.elapsed() >= TITLE_INTERVAL).then(|| {
             lp.titled_at = Instant::now();
@@ -758,11 +760,11 @@ pub fn handle(ruby: &Ruby, master: &Master, events: Vec<Event>) -> Result<(), Er
         match event {
             Event::Performed => {
                 let stats = master.stats();
-                stats.performed.set(stats.performed.get() + 1);
+                bump(&stats.performed, 1);
             }
             Event::Completed { item, result } => {
                 let stats = master.stats();
-                stats.performed.set(stats.performed.get() + 1);
+                bump(&stats.performed, 1);
                 outcome::item_completed(ruby, master, &item, &result)?;
             }
             Event::Failed {

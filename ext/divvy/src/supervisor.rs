@@ -11,7 +11,7 @@ use crate::child::{self, Child};
 use crate::errors::os_error;
 use crate::exit::{try_wait, Exit};
 use crate::link;
-use crate::master::Master;
+use crate::master::{bump, Master};
 use crate::nogvl::without_gvl;
 use crate::outcome::{item_failed, label, Cause};
 use crate::pool::SlotState;
@@ -67,7 +67,7 @@ pub fn spawn(ruby: &Ruby, master: &Master, slot: usize) -> Result<(), Error> {
         lp.links[slot] = Some(link);
     })?;
     let stats = master.stats();
-    stats.spawn_count.set(stats.spawn_count.get() + 1);
+    bump(&stats.spawn_count, 1);
     if master.verbose() {
         say(ruby, &format!("{} started", label(&worker)))?;
     }
@@ -147,11 +147,7 @@ fn settle_exit(ruby: &Ruby, master: &Master, slot: usize, status: Value) -> Resu
     let (expected, departure) = with_loop(ruby, master, |lp| {
         let state = lp.pool.slot(slot);
         let expected = state.state == SlotState::Leaving && !state.timed_out;
-        let finished = lp.links[slot]
-            .take()
-            .map_or(0, |link| link.progress().finished());
-        lp.kill_at.retain(|(killed, _)| *killed != slot);
-        let departure = lp.pool.reaped(slot, finished);
+        let departure = lp.release(slot);
         lp.hand_back(&departure.unstarted);
         if departure.during_boot {
             lp.boot_deaths_in_a_row += 1;
@@ -159,9 +155,7 @@ fn settle_exit(ruby: &Ruby, master: &Master, slot: usize, status: Value) -> Resu
         (expected, departure)
     })?;
     let stats = master.stats();
-    stats
-        .performed
-        .set(stats.performed.get() + departure.finished.len() as u64);
+    bump(&stats.performed, departure.finished.len() as u64);
     let who = label(&worker);
     if let Some(item) = departure.performing {
         let cause = match master.options().timeout {
@@ -172,7 +166,7 @@ fn settle_exit(ruby: &Ruby, master: &Master, slot: usize, status: Value) -> Resu
             with_loop(ruby, master, |lp| lp.requeued.push_back(retry))?;
         }
     } else if departure.during_boot {
-        stats.failures.set(stats.failures.get() + 1);
+        bump(&stats.failures, 1);
         say(
             ruby,
             &format!("{who} {} before it was ready", exit.describe()),
@@ -189,7 +183,7 @@ fn settle_exit(ruby: &Ruby, master: &Master, slot: usize, status: Value) -> Resu
             return Err(fatal_error(ruby, master, fatal));
         }
     } else if !expected && !departure.timed_out && !exit.is_clean() {
-        stats.failures.set(stats.failures.get() + 1);
+        bump(&stats.failures, 1);
         say(ruby, &format!("{who} {}", exit.describe()))?;
     } else if master.verbose() {
         say(ruby, &format!("{who} {}", exit.describe()))?;
@@ -271,7 +265,7 @@ pub fn respawn(ruby: &Ruby, master: &Master) -> Result<(), Error> {
         spawn(ruby, master, slot)?;
         if replacing {
             let stats = master.stats();
-            stats.respawned.set(stats.respawned.get() + 1);
+            bump(&stats.respawned, 1);
         }
     }
     Ok(())
@@ -315,12 +309,7 @@ pub fn terminate_all(ruby: &Ruby, master: &Master) -> Result<(), Error> {
             };
             if let Some(status) = try_wait(ruby, pid)? {
                 master.worker(ruby, slot).reaped(status);
-                with_loop(ruby, master, |lp| {
-                    let finished = lp.links[slot]
-                        .take()
-                        .map_or(0, |link| link.progress().finished());
-                    lp.pool.reaped(slot, finished);
-                })?;
+                with_loop(ruby, master, |lp| lp.release(slot))?;
             }
         }
     }
