@@ -210,6 +210,41 @@ RSpec.describe Divvy::Master do
       end
     end
 
+    it 'sends each large String as it was when yielded, whatever dispatch does to it afterwards' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'reuse.rb', <<~RUBY)
+          class Reuse
+            include Divvy::Parallelizable
+            def dispatch
+              buffer = +''
+              12.times do |i|
+                buffer.replace(i.to_s(16) * 300_000)
+                yield buffer, i
+                buffer.setbyte(0, 120)
+                buffer << 'tail'
+              end
+            end
+            def perform(blob, number)
+              raise 'eleven' if number == 11
+              [blob.bytesize, blob.encoding.name, blob.count(number.to_s(16))]
+            end
+            def completed(result, blob, number)
+              File.open(ENV.fetch('OUT'), 'a') { |f| f.puts([number, result, blob.bytesize].inspect) }
+            end
+            def failed(_error, blob, number)
+              File.open(ENV.fetch('OUT'), 'a') { |f| f.puts([:failed, number, blob.bytesize, blob[0]].inspect) }
+            end
+          end
+        RUBY
+        out = File.join(dir, 'out')
+        result = divvy('-n', 2, script, env: { 'OUT' => out })
+        expect(result.status.exitstatus).to eq(1), result.stderr
+        expected = (0..10).map { |i| [i, [300_000, 'US-ASCII', 300_000], 300_000].inspect }
+        expected << [:failed, 11, 300_000, 'b'].inspect
+        expect(File.readlines(out, chomp: true)).to match_array(expected)
+      end
+    end
+
     it 'passes exactly the arguments dispatch yielded, arity included' do
       Dir.mktmpdir do |dir|
         script = write_script(dir, 'arity.rb', <<~RUBY)

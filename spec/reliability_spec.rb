@@ -298,5 +298,35 @@ RSpec.describe 'reliability' do
         expect(Dir.children(dir).map(&:to_i).sort).to eq((0...3000).to_a)
       end
     end
+
+    it 'delivers large items intact to the workers that replace killed ones' do
+      Dir.mktmpdir do |dir|
+        result = ruby_code(<<~RUBY, env: { 'DIR' => dir })
+          require 'divvy'
+          class LargeChaos
+            include Divvy::Parallelizable
+            def dispatch; 300.times { |i| yield((i % 256).chr * 262_144, i) }; end
+            def perform(blob, i)
+              raise "item \#{i} arrived damaged" unless blob == (i % 256).chr * 262_144
+              File.write(File.join(ENV.fetch('DIR'), i.to_s), '')
+              sleep 0.002
+            end
+          end
+          master = Divvy::Master.new(LargeChaos.new, 3, retries: 10)
+          killer = Thread.new do
+            loop do
+              sleep 0.05
+              master.workers.sample.kill(:KILL)
+            end
+          end
+          master.run
+          killer.kill
+          p [master.items_performed, master.items_failed, master.spawn_count > 3]
+        RUBY
+        expect(result.status).to be_success, result.stderr
+        expect(result.stdout).to eq("[300, 0, true]\n")
+        expect(Dir.children(dir).map(&:to_i).sort).to eq((0...300).to_a)
+      end
+    end
   end
 end

@@ -9,21 +9,19 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::unistd::{pipe2, write};
+use nix::unistd::pipe2;
 
+use crate::outbox::Outbox;
+use crate::payload::Payload;
 use crate::progress::Progress;
-use crate::protocol::{
-    encode_task_into, task_header, Decoder, Frame, ProtocolError, HEADER_LEN, READ_CHUNK,
-};
+use crate::protocol::{task_header, Decoder, Frame, ProtocolError, READ_CHUNK};
 
 /// The master's ends of one worker's pipes.
 #[derive(Debug)]
 pub struct Link {
     task_tx: Option<OwnedFd>,
     result_rx: OwnedFd,
-    outbox: Vec<u8>,
-    sent: usize,
-    queued_items: usize,
+    outbox: Outbox,
     decoder: Decoder,
     closing: bool,
     hung_up: bool,
@@ -75,9 +73,7 @@ pub fn open(capture_output: bool) -> io::Result<(Link, WorkerEnds)> {
     let link = Link {
         task_tx: Some(task_tx),
         result_rx,
-        outbox: Vec::new(),
-        sent: 0,
-        queued_items: 0,
+        outbox: Outbox::default(),
         decoder: Decoder::new(),
         closing: false,
         hung_up: false,
@@ -130,18 +126,20 @@ pub fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
 
 impl Link {
     /// Queues a `Task` frame carrying `payload`; `flush` sends it. A large
-    /// payload is written at once, straight from `payload`, when nothing is
-    /// queued before it; only what the pipe does not take is copied.
+    /// payload of owned bytes is written at once, straight from `payload`,
+    /// when nothing is queued before it; only what the pipe does not take
+    /// is copied. Referenced bytes are never copied (see `Outbox`).
     ///
     /// Returns the OS error of a failed write.
-    pub fn queue_task(&mut self, payload: &[u8]) -> io::Result<()> {
-        if payload.len() >= DIRECT_WRITE_BYTES {
+    pub fn queue_task(&mut self, payload: &Payload) -> io::Result<()> {
+        let header = task_header(payload.len());
+        let direct = payload.len() >= DIRECT_WRITE_BYTES && !payload.has_references();
+        if direct {
             self.flush()?;
         }
         let written = match &self.task_tx {
-            Some(task_tx) if payload.len() >= DIRECT_WRITE_BYTES && !self.has_queued() => {
-                let header = task_header(payload.len());
-                match write_both(task_tx.as_fd(), &header, payload) {
+            Some(task_tx) if direct && !self.has_queued() => {
+                match write_both(task_tx.as_fd(), &header, &payload.to_bytes()) {
                     Ok(written) => written,
                     Err(Errno::EAGAIN) => 0,
                     Err(Errno::EPIPE) => {
@@ -153,36 +151,26 @@ impl Link {
             }
             _ => 0,
         };
-        if written == 0 {
-            encode_task_into(&mut self.outbox, payload);
-        } else if written < HEADER_LEN {
-            self.outbox
-                .extend_from_slice(&task_header(payload.len())[written..]);
-            self.outbox.extend_from_slice(payload);
-        } else if written < HEADER_LEN + payload.len() {
-            self.outbox
-                .extend_from_slice(&payload[written - HEADER_LEN..]);
-        } else {
-            return Ok(());
+        if written < header.len() + payload.len() {
+            self.outbox.queue(&header, payload, written);
         }
-        self.queued_items += 1;
         Ok(())
     }
 
     /// Items queued and not yet written in full.
     pub fn queued_items(&self) -> usize {
-        self.queued_items
+        self.outbox.items()
     }
 
     /// True when enough is queued that it should be written now rather than
     /// batched with more.
     pub fn outbox_full(&self) -> bool {
-        self.outbox.len() - self.sent >= OUTBOX_FLUSH_BYTES
+        self.outbox.pending_bytes() >= OUTBOX_FLUSH_BYTES
     }
 
     /// True when queued bytes wait to be written.
     pub fn has_queued(&self) -> bool {
-        self.task_tx.is_some() && self.sent < self.outbox.len()
+        self.task_tx.is_some() && !self.outbox.is_empty()
     }
 
     /// The worker's progress counter, which the child bumps.
@@ -195,22 +183,15 @@ impl Link {
     /// for it. A worker that is gone (`EPIPE`) drops the outbox: its items are
     /// accounted for when it is reaped.
     pub fn flush(&mut self) -> io::Result<()> {
-        while self.sent < self.outbox.len() {
-            let Some(task_tx) = &self.task_tx else { break };
-            match write(task_tx, &self.outbox[self.sent..]) {
-                Ok(written) => self.sent += written,
-                Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => return Ok(()),
-                Err(Errno::EPIPE) => {
-                    self.task_tx = None;
-                    break;
-                }
+        if let Some(task_tx) = &self.task_tx {
+            match self.outbox.write_to(task_tx.as_fd()) {
+                Ok(()) if !self.outbox.is_empty() => return Ok(()),
+                Ok(()) => {}
+                Err(Errno::EPIPE) => self.task_tx = None,
                 Err(errno) => return Err(errno.into()),
             }
         }
         self.outbox.clear();
-        self.sent = 0;
-        self.queued_items = 0;
         if self.closing {
             self.task_tx = None;
         }
@@ -316,7 +297,7 @@ impl Link {
 mod tests {
     use super::*;
     use crate::protocol::Frame;
-    use nix::unistd::read;
+    use nix::unistd::{read, write};
 
     fn read_all(fd: &OwnedFd) -> Vec<u8> {
         let mut bytes = Vec::new();
@@ -334,7 +315,7 @@ mod tests {
     fn sends_a_task_larger_than_the_pipe_in_pieces() {
         let (mut link, ends) = open(false).unwrap();
         let payload = vec![3u8; 1024 * 1024];
-        link.queue_task(&payload).unwrap();
+        link.queue_task(&Payload::from(payload.clone())).unwrap();
         link.flush().unwrap();
         assert!(link.has_queued(), "a 1 MB frame cannot fit a pipe at once");
         let reader = std::thread::spawn(move || read_all(&ends.task_rx));
@@ -368,7 +349,7 @@ mod tests {
     fn a_vanished_worker_does_not_fail_the_master() {
         let (mut link, ends) = open(false).unwrap();
         drop(ends);
-        link.queue_task(b"item").unwrap();
+        link.queue_task(&Payload::from(b"item".to_vec())).unwrap();
         link.flush().unwrap();
         assert!(!link.has_queued());
     }

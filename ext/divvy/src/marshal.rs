@@ -3,38 +3,99 @@
 //! goes through Ruby's own Marshal.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use magnus::{
     prelude::*,
     rb_sys::{protect, AsRawValue, FromRawValue},
+    value::BoxValue,
     Error, RString, Ruby, Value,
 };
 use rb_sys::{ruby_value_type, VALUE};
 
+use crate::payload::{Frozen, Payload};
 use crate::plain_marshal::{dump_into, Encoding, Plain, FIXNUM_RANGE};
 
 /// How deep nested arrays may go on the plain path.
 const PLAIN_DEPTH: usize = 8;
 
+/// Strings at least this long are referenced by a payload, not copied.
+const LARGE_STRING: usize = 64 * 1024;
+
+/// What a walk over an item on the plain path has seen.
+#[derive(Default)]
+struct Walk {
+    /// Strings and Arrays seen so far: one seen twice needs Marshal's object
+    /// links, so it takes the Ruby path.
+    identities: Vec<VALUE>,
+    /// Large Strings with their frozen snapshots, made before the walk.
+    snapshots: Vec<(VALUE, Arc<Frozen>)>,
+    /// Large Strings met that have no snapshot yet.
+    unfrozen: Vec<VALUE>,
+}
+
 /// Dumps the argument list `args` as a Marshal dump of an Array into
-/// `out` (cleared first; pass a recycled buffer to spare an allocation).
+/// `buffer` (cleared first; pass a recycled one to spare an allocation).
+/// Large plain Strings are not copied: the payload refers to a frozen
+/// snapshot of each, which shares the String's bytes (Ruby copies them only
+/// should the String be changed later), so what is sent is the item as it
+/// was yielded.
 ///
-/// Returns the bytes; raises what `Marshal.dump` raises (`TypeError` for a
-/// Proc, an IO or a singleton).
-pub fn dump_args(ruby: &Ruby, args: &[Value], mut out: Vec<u8>) -> Result<Vec<u8>, Error> {
-    out.clear();
-    let mut identities = Vec::new();
-    let plain: Option<Vec<Plain<'_>>> = args
-        .iter()
-        .map(|arg| plain(ruby, arg.as_raw(), 0, &mut identities))
-        .collect();
-    if let Some(items) = plain {
+/// Returns the payload; raises what `Marshal.dump` raises (`TypeError` for
+/// a Proc, an IO or a singleton).
+pub fn dump_args(ruby: &Ruby, args: &[Value], buffer: Vec<u8>) -> Result<Payload, Error> {
+    let mut out = Payload::from_buffer(buffer);
+    let mut walk = Walk::default();
+    let mut described = describe(ruby, args, &mut walk);
+    if described.is_some() && !walk.unfrozen.is_empty() {
+        // Snapshots allocate, and may run the GC, so the description is made
+        // again afterwards rather than trusted across it.
+        drop(described);
+        for string in std::mem::take(&mut walk.unfrozen) {
+            walk.snapshots.push((string, snapshot(ruby, string)?));
+        }
+        walk.identities.clear();
+        described = describe(ruby, args, &mut walk);
+    }
+    if let Some(items) = described {
         dump_into(&Plain::Array(items), &mut out);
         return Ok(out);
     }
     let dumped = dump(ruby, ruby.ary_new_from_values(args).as_value())?;
     out.extend_from_slice(&dumped);
     Ok(out)
+}
+
+/// Describes every argument for the plain path, or `None` when one needs
+/// Ruby's Marshal.
+fn describe<'a>(ruby: &Ruby, args: &[Value], walk: &mut Walk) -> Option<Vec<Plain<'a>>> {
+    args.iter()
+        .map(|arg| plain(ruby, arg.as_raw(), 0, walk))
+        .collect()
+}
+
+/// Returns a frozen snapshot of the String `string` that shares its bytes,
+/// kept from the GC for as long as the snapshot lives.
+///
+/// Raises `NoMemoryError` when Ruby cannot allocate it.
+fn snapshot(ruby: &Ruby, string: VALUE) -> Result<Arc<Frozen>, Error> {
+    // SAFETY: `string` is a live String; a Ruby exception is caught.
+    let raw = protect(|| unsafe { rb_sys::rb_str_new_frozen(string) })?;
+    // SAFETY: `raw` is the String just returned, on this stack.
+    let frozen = RString::from_value(unsafe { Value::from_raw(raw) })
+        .ok_or_else(|| Error::new(ruby.exception_type_error(), "not a String"))?;
+    // SAFETY: a frozen String's bytes never change, and a String this
+    // large keeps them in a heap buffer that the GC does not move; the boxed
+    // value keeps the String alive for as long as the snapshot.
+    let (ptr, len) = unsafe {
+        (
+            rb_sys::RSTRING_PTR(raw).cast::<u8>(),
+            rb_sys::RSTRING_LEN(raw),
+        )
+    };
+    let len = usize::try_from(len).unwrap_or(0);
+    let owner = Box::new(BoxValue::new(frozen));
+    Ok(Arc::new(unsafe { Frozen::new(ptr, len, owner) }))
 }
 
 /// Dumps `value` with Ruby's Marshal.
@@ -92,16 +153,11 @@ fn load_string(string: RString) -> Result<Value, Error> {
 }
 
 /// Describes `value` for the plain path, or `None` when Ruby's Marshal must
-/// dump it. `identities` holds the Strings and Arrays seen so far: one seen
-/// twice needs Marshal's object links, so it takes the Ruby path.
+/// dump it. A large String is described by its snapshot when `walk` has
+/// one, else recorded in `walk.unfrozen`.
 ///
 /// No Ruby code runs while the result lives, so the borrowed bytes stay put.
-fn plain<'a>(
-    ruby: &Ruby,
-    value: VALUE,
-    depth: usize,
-    identities: &mut Vec<VALUE>,
-) -> Option<Plain<'a>> {
+fn plain<'a>(ruby: &Ruby, value: VALUE, depth: usize, walk: &mut Walk) -> Option<Plain<'a>> {
     use rb_sys::special_consts::{Qfalse, Qnil, Qtrue};
     if value == Qnil as VALUE {
         return Some(Plain::Nil);
@@ -127,12 +183,12 @@ fn plain<'a>(
     }
     // SAFETY: `value` is a heap object, so it has a builtin type and class.
     let (kind, class) = unsafe { (rb_sys::RB_BUILTIN_TYPE(value), rb_sys::rb_obj_class(value)) };
-    if identities.contains(&value) || unsafe { rb_sys::rb_ivar_count(value) } != 0 {
+    if walk.identities.contains(&value) || unsafe { rb_sys::rb_ivar_count(value) } != 0 {
         return None;
     }
     match kind {
         ruby_value_type::RUBY_T_STRING if class == ruby.class_string().as_raw() => {
-            identities.push(value);
+            walk.identities.push(value);
             // SAFETY: `value` is a String; its encoding index is readable.
             let index = unsafe { rb_sys::rb_enc_get_index(value) };
             let encoding = if index == unsafe { rb_sys::rb_utf8_encindex() } {
@@ -152,12 +208,21 @@ fn plain<'a>(
                     usize::try_from(rb_sys::RSTRING_LEN(value)).ok()?,
                 )
             };
-            Some(Plain::Str(bytes, encoding))
+            if bytes.len() < LARGE_STRING {
+                return Some(Plain::Str(bytes, encoding));
+            }
+            match walk.snapshots.iter().find(|(string, _)| *string == value) {
+                Some((_, frozen)) => Some(Plain::Large(Arc::clone(frozen), encoding)),
+                None => {
+                    walk.unfrozen.push(value);
+                    Some(Plain::Str(bytes, encoding))
+                }
+            }
         }
         ruby_value_type::RUBY_T_ARRAY
             if class == ruby.class_array().as_raw() && depth < PLAIN_DEPTH =>
         {
-            identities.push(value);
+            walk.identities.push(value);
             // SAFETY: `value` is an Array; its elements are read without any
             // Ruby code running in between.
             let elements = unsafe {
@@ -168,7 +233,7 @@ fn plain<'a>(
             };
             elements
                 .iter()
-                .map(|element| plain(ruby, *element, depth + 1, identities))
+                .map(|element| plain(ruby, *element, depth + 1, walk))
                 .collect::<Option<Vec<_>>>()
                 .map(Plain::Array)
         }

@@ -53,7 +53,7 @@ pub fn item_failed(
 ) -> Result<Option<Item>, Error> {
     let stats = master.stats();
     bump(&stats.failures, 1);
-    let args = marshal::load(ruby, &item.payload).ok();
+    let args = marshal::load(ruby, &item.payload.to_bytes()).ok();
     let described = args
         .map(|args| truncate(args.inspect()))
         .unwrap_or_else(|| format!("item #{}", item.index));
@@ -107,7 +107,7 @@ pub fn item_completed(
     item: &Item,
     result: &[u8],
 ) -> Result<(), Error> {
-    let args = magnus::RArray::try_convert(marshal::load(ruby, &item.payload)?)?;
+    let args = magnus::RArray::try_convert(marshal::load(ruby, &item.payload.to_bytes())?)?;
     let mut hook_args = vec![marshal::load(ruby, result)?];
     hook_args.extend(args);
     let _: Value = master

@@ -3,7 +3,12 @@
 //! US-ASCII or binary, without instance variables) and such arrays. The
 //! bytes are exactly those `Marshal.dump` writes (format 4.8), so workers
 //! read them with `Marshal.load` as usual; anything else goes through Ruby's
-//! Marshal. This is the master's hot path for small items.
+//! Marshal. This is the master's hot path for small items; a large String
+//! is referenced in the dump rather than copied into it (see `payload`).
+
+use std::sync::Arc;
+
+use crate::payload::{Frozen, Payload};
 
 /// The Marshal format version, major and minor.
 const HEADER: [u8; 2] = [4, 8];
@@ -23,7 +28,7 @@ pub enum Encoding {
 }
 
 /// A value the plain path can dump.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Plain<'a> {
     /// `nil`.
     Nil,
@@ -35,18 +40,20 @@ pub enum Plain<'a> {
     Symbol(&'a [u8]),
     /// A String with its bytes and encoding.
     Str(&'a [u8], Encoding),
+    /// A large String, referenced rather than copied, with its encoding.
+    Large(Arc<Frozen>, Encoding),
     /// An Array of plain values.
     Array(Vec<Plain<'a>>),
 }
 
 /// Writes the Marshal dump of `value` to `out`.
-pub fn dump_into(value: &Plain<'_>, out: &mut Vec<u8>) {
+pub fn dump_into(value: &Plain<'_>, out: &mut Payload) {
     out.extend_from_slice(&HEADER);
     let mut symbols: Vec<&[u8]> = Vec::new();
     write_value(value, out, &mut symbols);
 }
 
-fn write_value<'a>(value: &Plain<'a>, out: &mut Vec<u8>, symbols: &mut Vec<&'a [u8]>) {
+fn write_value<'a>(value: &'a Plain<'a>, out: &mut Payload, symbols: &mut Vec<&'a [u8]>) {
     match value {
         Plain::Nil => out.push(b'0'),
         Plain::Bool(true) => out.push(b'T'),
@@ -56,22 +63,13 @@ fn write_value<'a>(value: &Plain<'a>, out: &mut Vec<u8>, symbols: &mut Vec<&'a [
             write_long(*number, out);
         }
         Plain::Symbol(name) => write_symbol(name, out, symbols),
-        Plain::Str(bytes, encoding) => {
-            if *encoding != Encoding::Binary {
-                out.push(b'I');
-            }
-            out.push(b'"');
-            write_long(bytes.len() as i64, out);
-            out.extend_from_slice(bytes);
-            if *encoding != Encoding::Binary {
-                write_long(1, out);
-                write_symbol(b"E", out, symbols);
-                out.push(if *encoding == Encoding::Utf8 {
-                    b'T'
-                } else {
-                    b'F'
-                });
-            }
+        Plain::Str(bytes, encoding) => write_string(bytes.len(), *encoding, out, symbols, |out| {
+            out.extend_from_slice(bytes)
+        }),
+        Plain::Large(frozen, encoding) => {
+            write_string(frozen.bytes().len(), *encoding, out, symbols, |out| {
+                out.refer(Arc::clone(frozen))
+            })
         }
         Plain::Array(items) => {
             out.push(b'[');
@@ -83,7 +81,32 @@ fn write_value<'a>(value: &Plain<'a>, out: &mut Vec<u8>, symbols: &mut Vec<&'a [
     }
 }
 
-fn write_symbol<'a>(name: &'a [u8], out: &mut Vec<u8>, symbols: &mut Vec<&'a [u8]>) {
+/// Writes a String of `len` bytes in `encoding`; `body` writes the bytes.
+fn write_string(
+    len: usize,
+    encoding: Encoding,
+    out: &mut Payload,
+    symbols: &mut Vec<&[u8]>,
+    body: impl FnOnce(&mut Payload),
+) {
+    if encoding != Encoding::Binary {
+        out.push(b'I');
+    }
+    out.push(b'"');
+    write_long(len as i64, out);
+    body(out);
+    if encoding != Encoding::Binary {
+        write_long(1, out);
+        write_symbol(b"E", out, symbols);
+        out.push(if encoding == Encoding::Utf8 {
+            b'T'
+        } else {
+            b'F'
+        });
+    }
+}
+
+fn write_symbol<'a>(name: &'a [u8], out: &mut Payload, symbols: &mut Vec<&'a [u8]>) {
     match symbols.iter().position(|known| *known == name) {
         Some(index) => {
             out.push(b';');
@@ -99,7 +122,7 @@ fn write_symbol<'a>(name: &'a [u8], out: &mut Vec<u8>, symbols: &mut Vec<&'a [u8
 }
 
 /// Marshal's variable-length integer (`w_long` in marshal.c).
-fn write_long(value: i64, out: &mut Vec<u8>) {
+fn write_long(value: i64, out: &mut Payload) {
     match value {
         0 => out.push(0),
         1..=122 => out.push((value + 5) as u8),
@@ -129,9 +152,9 @@ mod tests {
     use super::*;
 
     fn dump(value: Plain<'_>) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Payload::default();
         dump_into(&value, &mut out);
-        out
+        out.to_bytes().into_owned()
     }
 
     fn ints(values: &[i64]) -> Plain<'static> {
@@ -233,5 +256,24 @@ mod tests {
             [0x04, 0x08, 0x5b, 0x06, 0x49, 0x22, 0x02, 0x2c, 0x01]
         );
         assert_eq!(bytes.len(), 9 + 300 + 5);
+    }
+
+    #[test]
+    fn refers_to_a_large_string_without_copying_it() {
+        let long = vec![b'q'; 70_000];
+        let copied = dump(Plain::Array(vec![
+            Plain::Int(1),
+            Plain::Str(&long, Encoding::Binary),
+            Plain::Str(b"t", Encoding::Utf8),
+        ]));
+        let value = Plain::Array(vec![
+            Plain::Int(1),
+            Plain::Large(crate::payload::tests::frozen(&long), Encoding::Binary),
+            Plain::Str(b"t", Encoding::Utf8),
+        ]);
+        let mut referenced = Payload::default();
+        dump_into(&value, &mut referenced);
+        assert!(referenced.has_references());
+        assert_eq!(referenced.to_bytes().as_ref(), copied.as_slice());
     }
 }

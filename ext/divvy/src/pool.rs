@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::pace::Pace;
+use crate::payload::Payload;
 use crate::protocol::Failure;
 
 /// One dispatched item: its position in dispatch order and its Marshal dump.
@@ -16,7 +17,7 @@ pub struct Item {
     /// Zero-based position of the item in the order `dispatch` yielded it.
     pub index: u64,
     /// The Marshal dump of the argument array.
-    pub payload: Vec<u8>,
+    pub payload: Payload,
     /// Which try this is: 1 for the first, 2 for the first retry.
     pub attempt: u32,
 }
@@ -348,7 +349,7 @@ mod tests {
     fn item(index: u64) -> Item {
         Item {
             index,
-            payload: vec![index as u8],
+            payload: Payload::from(vec![index as u8]),
             attempt: 1,
         }
     }

@@ -120,12 +120,6 @@ impl Frame {
     }
 }
 
-/// Appends a `Task` frame for `payload` to `out` without building a `Frame`,
-/// so the master copies an item's bytes once.
-pub fn encode_task_into(out: &mut Vec<u8>, payload: &[u8]) {
-    push_frame(out, KIND_TASK, payload);
-}
-
 /// Returns the header of a `Task` frame whose payload is `len` bytes, for
 /// writing a large payload without copying it behind its header.
 pub fn task_header(len: usize) -> [u8; HEADER_LEN] {

@@ -239,7 +239,7 @@ impl RunLoop {
                             Some(result) => events.push(Event::Completed { item, result }),
                             None => {
                                 if self.spare_buffers.len() < SPARE_BUFFERS {
-                                    self.spare_buffers.push(item.payload);
+                                    self.spare_buffers.push(item.payload.into_buffer());
                                 }
                                 events.push(Event::Performed);
                             }
