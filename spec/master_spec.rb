@@ -245,6 +245,43 @@ RSpec.describe Divvy::Master do
       end
     end
 
+    it 'delivers large items of every shape exactly, as Strings the worker may change' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'shapes.rb', <<~RUBY)
+          require 'digest'
+          ITEMS = [
+            ['é' * 100_000],
+            ['b'.b * 100_000],
+            ['US'.encode('US-ASCII') * 40_000],
+            [:sym, ['x' * 70_000, 1]],
+            [{ key: 'h' * 80_000 }],
+            ['a' * 70_000, 'z' * 70_000],
+            ['w' * 70_000, nil]
+          ].freeze
+          class Shapes
+            include Divvy::Parallelizable
+            def dispatch
+              ITEMS.each { |args| yield(*args) }
+            end
+            def perform(*args)
+              digest = Digest::SHA256.hexdigest(Marshal.dump(args))
+              first = args.first
+              changed = first.is_a?(String) && !first.frozen? && (first << '!').end_with?('!')
+              File.open(ENV.fetch('OUT'), 'a') { |f| f.puts([digest, changed].inspect) }
+            end
+          end
+        RUBY
+        out = File.join(dir, 'out')
+        result = divvy('-n', 2, script, env: { 'OUT' => out })
+        expect(result.status).to be_success, result.stderr
+        items = eval(File.read(script)[/ITEMS = (\[.*?\]).freeze/m, 1]) # rubocop:disable Security/Eval
+        expected = items.map do |args|
+          [Digest::SHA256.hexdigest(Marshal.dump(args)), args.first.is_a?(String)].inspect
+        end
+        expect(File.readlines(out, chomp: true)).to match_array(expected)
+      end
+    end
+
     it 'passes exactly the arguments dispatch yielded, arity included' do
       Dir.mktmpdir do |dir|
         script = write_script(dir, 'arity.rb', <<~RUBY)

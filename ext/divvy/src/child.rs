@@ -10,7 +10,7 @@ use magnus::{
     prelude::*,
     rb_sys::{protect, AsRawValue, FromRawValue},
     typed_data::Obj,
-    Error, RArray, Ruby, Value,
+    Error, RArray, RString, Ruby, Value,
 };
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -111,27 +111,40 @@ pub fn run(ruby: &Ruby, child: Child<'_>) -> ! {
     let arity = perform_arity(child.task, child.perform_method);
     let mut decoder = Decoder::new();
     loop {
-        match wait_for_task(ruby, &child.ends.task_rx, &mut decoder) {
-            Ok(true) => {}
-            Ok(false) => {
+        let incoming = match wait_for_task(ruby, &child.ends.task_rx, &mut decoder) {
+            Ok(Incoming::End) => {
                 answers::flush();
                 leave(0)
             }
+            Ok(incoming) => incoming,
             Err(error) => report_and_leave(ruby, &format!("{label} stopped"), &error),
-        }
-        let payload = match decoder.next_task() {
-            Ok(Some(payload)) => payload,
-            Ok(None) => continue,
-            Err(error) => {
-                let error = crate::errors::divvy_error(
-                    ruby,
-                    format!("malformed frame from the master: {error}"),
-                );
-                report_and_leave(ruby, &format!("{label} stopped"), &error)
-            }
         };
+        let task = match incoming {
+            Incoming::Large(len) => {
+                match read_large_task(ruby, &child.ends.task_rx, &mut decoder, len) {
+                    Ok(dump) => Task::Read(dump),
+                    Err(error) => report_and_leave(ruby, &format!("{label} stopped"), &error),
+                }
+            }
+            _ => match decoder.next_task() {
+                Ok(Some(payload)) => Task::Buffered(payload),
+                Ok(None) => continue,
+                Err(error) => {
+                    let error = crate::errors::divvy_error(
+                        ruby,
+                        format!("malformed frame from the master: {error}"),
+                    );
+                    report_and_leave(ruby, &format!("{label} stopped"), &error)
+                }
+            },
+        };
+        if task.len() >= marshal::LARGE_STRING && child.max_memory.is_none() {
+            // Not under --max-memory: memory kept for reuse would count
+            // against the limit.
+            crate::heap::keep_freed_memory();
+        }
         PERFORMING.store(true, Ordering::SeqCst);
-        let answered = match perform(ruby, &child, arity, payload) {
+        let answered = match perform(ruby, &child, arity, task) {
             Ok(answer) => {
                 // Counted before its answer is queued: should the worker
                 // die with the answer unsent, the master still knows.
@@ -214,9 +227,12 @@ fn perform(
     ruby: &Ruby,
     child: &Child<'_>,
     arity: Option<Arity>,
-    payload: &[u8],
+    task: Task<'_>,
 ) -> Result<Frame, Error> {
-    let args = RArray::try_convert(marshal::load_borrowed(ruby, payload)?)?;
+    let args = match task {
+        Task::Buffered(payload) => RArray::try_convert(marshal::load_borrowed(ruby, payload)?)?,
+        Task::Read(dump) => marshal::load_args_from(ruby, dump)?,
+    };
     if let Some(arity) = arity.filter(|arity| !arity.accepts(args.len())) {
         let class_name = unsafe { child.task.classname() }.into_owned();
         let message = format!(
@@ -256,24 +272,106 @@ fn perform(
     }
 }
 
-/// Waits until a whole frame is buffered; before waiting, sends the answers
-/// queued so far. Waits through Ruby so signal traps run. Returns false at
-/// end-of-file: the master is done with this worker.
-fn wait_for_task(ruby: &Ruby, task_rx: &OwnedFd, decoder: &mut Decoder) -> Result<bool, Error> {
+/// A task as the worker received it.
+enum Task<'a> {
+    /// A Marshal dump in the decoder's buffer.
+    Buffered(&'a [u8]),
+    /// A large Marshal dump read straight into a String of its own.
+    Read(RString),
+}
+
+impl Task<'_> {
+    /// The dump's length in bytes.
+    fn len(&self) -> usize {
+        match self {
+            Task::Buffered(payload) => payload.len(),
+            Task::Read(dump) => dump.len(),
+        }
+    }
+}
+
+/// What waiting for the master brought.
+enum Incoming {
+    /// A whole frame is buffered.
+    Frame,
+    /// A large task has begun; its payload is this long.
+    Large(usize),
+    /// End-of-file: the master is done with this worker.
+    End,
+}
+
+/// Waits until a whole frame is buffered, or a large task has begun;
+/// before waiting, sends the answers queued so far. Waits through Ruby so
+/// signal traps run.
+///
+/// Raises `Divvy::Error` when the pipe cannot be read.
+fn wait_for_task(ruby: &Ruby, task_rx: &OwnedFd, decoder: &mut Decoder) -> Result<Incoming, Error> {
     loop {
         if decoder.has_frame() {
-            return Ok(true);
+            return Ok(Incoming::Frame);
+        }
+        if let Some(len) = decoder.large_task_pending(marshal::LARGE_STRING) {
+            return Ok(Incoming::Large(len));
         }
         if !answers::flush() {
             leave(1);
         }
         ruby.thread_wait_fd(task_rx)?;
         match decoder.read_from(task_rx.as_fd()) {
-            Ok(0) => return Ok(false),
+            Ok(0) => return Ok(Incoming::End),
             Ok(_) | Err(Errno::EINTR | Errno::EAGAIN) => {}
             Err(errno) => return Err(crate::errors::os_error(ruby, "reading a task", errno)),
         }
     }
+}
+
+/// Reads the large task whose start `decoder` holds into a new String of
+/// `len` bytes: the pipe writes straight into the String's memory, with no
+/// buffer in between. Waits through Ruby so signal traps run.
+///
+/// Returns the String; raises `Divvy::Error` when the pipe fails or ends
+/// before the task does.
+fn read_large_task(
+    ruby: &Ruby,
+    task_rx: &OwnedFd,
+    decoder: &mut Decoder,
+    len: usize,
+) -> Result<RString, Error> {
+    let dump = ruby.str_buf_new(len);
+    // SAFETY: the String has room for `len` bytes in a heap buffer that
+    // stays put while it lives (on this stack, so the GC keeps it).
+    let room = unsafe {
+        std::slice::from_raw_parts_mut(
+            rb_sys::RSTRING_PTR(dump.as_raw())
+                .cast_mut()
+                .cast::<std::mem::MaybeUninit<u8>>(),
+            len,
+        )
+    };
+    let mut filled = decoder.take_task_start(room);
+    while filled < len {
+        if !answers::flush() {
+            leave(1);
+        }
+        ruby.thread_wait_fd(task_rx)?;
+        let rest = &mut room[filled..];
+        // SAFETY: reads at most `rest.len()` bytes into the String's room.
+        let read = unsafe { libc::read(task_rx.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
+        match Errno::result(read) {
+            Ok(0) => {
+                return Err(crate::errors::divvy_error(
+                    ruby,
+                    String::from("the master closed the pipe in the middle of a task"),
+                ))
+            }
+            Ok(count) => filled += count as usize,
+            Err(Errno::EINTR | Errno::EAGAIN) => {}
+            Err(errno) => return Err(crate::errors::os_error(ruby, "reading a task", errno)),
+        }
+    }
+    // SAFETY: all `len` bytes are now written.
+    unsafe { rb_sys::rb_str_set_len(dump.as_raw(), len as std::os::raw::c_long) };
+    Ok(dump)
 }
 
 fn on_interrupt(

@@ -6,6 +6,7 @@ mod arity;
 mod child;
 mod errors;
 mod exit;
+mod heap;
 mod link;
 mod marshal;
 mod master;

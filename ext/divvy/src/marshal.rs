@@ -3,24 +3,25 @@
 //! goes through Ruby's own Marshal.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 
 use magnus::{
     prelude::*,
     rb_sys::{protect, AsRawValue, FromRawValue},
     value::BoxValue,
-    Error, RString, Ruby, Value,
+    Error, RArray, RString, Ruby, Value,
 };
 use rb_sys::{ruby_value_type, VALUE};
 
 use crate::payload::{Frozen, Payload};
-use crate::plain_marshal::{dump_into, Encoding, Plain, FIXNUM_RANGE};
+use crate::plain_marshal::{dump_into, parse, Encoding, Parsed, Plain, FIXNUM_RANGE};
 
 /// How deep nested arrays may go on the plain path.
 const PLAIN_DEPTH: usize = 8;
 
 /// Strings at least this long are referenced by a payload, not copied.
-const LARGE_STRING: usize = 64 * 1024;
+pub const LARGE_STRING: usize = 64 * 1024;
 
 /// What a walk over an item on the plain path has seen.
 #[derive(Default)]
@@ -142,6 +143,84 @@ pub fn load_borrowed(ruby: &Ruby, bytes: &[u8]) -> Result<Value, Error> {
     }
     .ok_or_else(|| Error::new(ruby.exception_type_error(), "not a String"))?;
     load_string(string)
+}
+
+/// Loads the argument Array of a large task that the worker read into
+/// `dump`, a String it owns and gives up here. A plain dump is read without
+/// Ruby's Marshal, and the large String that ends it (the common `yield
+/// blob`) is not copied: it shares `dump`'s bytes. Runs in the worker.
+///
+/// Returns the arguments; raises what `Marshal.load` raises.
+pub fn load_args_from(ruby: &Ruby, dump: RString) -> Result<RArray, Error> {
+    // SAFETY: no Ruby code runs while the parse reads the bytes.
+    let Some(parsed) = parse(unsafe { dump.as_slice() }) else {
+        return RArray::try_convert(load_string(dump)?);
+    };
+    let tail = parsed
+        .last_string
+        .filter(|bytes| bytes.len() >= LARGE_STRING);
+    RArray::try_convert(build(ruby, dump, &parsed.value, tail.as_ref())?)
+}
+
+/// Makes the Ruby value `parsed` describes, its bytes read from `dump`;
+/// the String at `tail` shares them.
+fn build(
+    ruby: &Ruby,
+    dump: RString,
+    parsed: &Parsed,
+    tail: Option<&Range<usize>>,
+) -> Result<Value, Error> {
+    // SAFETY (each `as_slice` below): the bytes are read before any Ruby
+    // call that could change `dump`.
+    Ok(match parsed {
+        Parsed::Nil => ruby.qnil().as_value(),
+        Parsed::Bool(true) => ruby.qtrue().as_value(),
+        Parsed::Bool(false) => ruby.qfalse().as_value(),
+        Parsed::Int(number) => ruby.integer_from_i64(*number).as_value(),
+        Parsed::Symbol(name) => {
+            let name =
+                String::from_utf8_lossy(&unsafe { dump.as_slice() }[name.clone()]).into_owned();
+            ruby.to_symbol(name).as_value()
+        }
+        Parsed::Str(bytes, encoding) => {
+            let raw = if Some(bytes) == tail {
+                // rb_str_subseq shares a buffer only with a substring that
+                // runs to its end, so the dump is cut there first: what
+                // followed was this String's encoding, already read.
+                // SAFETY: `dump` is a live String the worker owns, at
+                // least `bytes.end` long; it is not used again as a dump.
+                unsafe {
+                    rb_sys::rb_str_set_len(dump.as_raw(), bytes.end as std::os::raw::c_long);
+                    rb_sys::rb_str_subseq(
+                        dump.as_raw(),
+                        bytes.start as std::os::raw::c_long,
+                        bytes.len() as std::os::raw::c_long,
+                    )
+                }
+            } else {
+                ruby.str_from_slice(&unsafe { dump.as_slice() }[bytes.clone()])
+                    .as_raw()
+            };
+            let index = match encoding {
+                // SAFETY: encoding indexes are plain lookups.
+                Encoding::Utf8 => unsafe { rb_sys::rb_utf8_encindex() },
+                Encoding::UsAscii => unsafe { rb_sys::rb_usascii_encindex() },
+                Encoding::Binary => unsafe { rb_sys::rb_ascii8bit_encindex() },
+            };
+            // SAFETY: `raw` is the live String just made.
+            unsafe {
+                rb_sys::rb_enc_associate_index(raw, index);
+                Value::from_raw(raw)
+            }
+        }
+        Parsed::Array(items) => {
+            let array = ruby.ary_new_capa(items.len());
+            for item in items {
+                array.push(build(ruby, dump, item, tail)?)?;
+            }
+            array.as_value()
+        }
+    })
 }
 
 fn load_string(string: RString) -> Result<Value, Error> {

@@ -281,6 +281,33 @@ impl Decoder {
         }
     }
 
+    /// When the buffer holds the start of a `Task` frame whose payload is
+    /// at least `min_len` bytes but not all of it, returns the payload's
+    /// length: the worker then reads the rest straight into the item's
+    /// memory (see `take_task_start`) instead of through this buffer.
+    pub fn large_task_pending(&self, min_len: usize) -> Option<usize> {
+        let pending = &self.buffer[self.start..];
+        let (header, body) = pending.split_first_chunk::<HEADER_LEN>()?;
+        let len = u64::from_le_bytes(header[1..].try_into().expect("8 header bytes"));
+        let len = usize::try_from(len).ok()?;
+        (header[0] == KIND_TASK && len >= min_len && body.len() < len).then_some(len)
+    }
+
+    /// Moves the buffered start of the pending large `Task` payload to the
+    /// front of `into` and forgets the frame: the caller reads the rest from
+    /// the pipe. Returns how many bytes were moved.
+    pub fn take_task_start(&mut self, into: &mut [std::mem::MaybeUninit<u8>]) -> usize {
+        let body = &self.buffer[(self.start + HEADER_LEN).min(self.buffer.len())..];
+        let count = body.len().min(into.len());
+        // SAFETY: `count` fits both the buffered body and `into`, which
+        // do not overlap; writing makes those bytes of `into` initialized.
+        unsafe { std::ptr::copy_nonoverlapping(body.as_ptr(), into.as_mut_ptr().cast(), count) };
+        self.buffer.clear();
+        self.start = 0;
+        self.missing = 0;
+        count
+    }
+
     /// Parses the next complete frame's header, checks it, and moves past
     /// the frame. Returns its kind and where its payload is in the buffer.
     fn next_raw(&mut self) -> Result<Option<(u8, Range<usize>)>, ProtocolError> {
@@ -493,5 +520,35 @@ mod tests {
             decoder.push(&bytes);
             while let Ok(Some(_)) = decoder.next_frame() {}
         }
+    }
+
+    #[test]
+    fn hands_over_the_start_of_a_large_task() {
+        let payload: Vec<u8> = (0..1000u32).map(|n| n as u8).collect();
+        let frame = Frame::Task(payload.clone()).encode();
+        let mut decoder = Decoder::new();
+        decoder.push(&frame[..5]);
+        assert_eq!(decoder.large_task_pending(100), None, "header incomplete");
+        decoder.push(&frame[5..300]);
+        assert_eq!(decoder.large_task_pending(1001), None, "smaller than asked");
+        assert_eq!(decoder.large_task_pending(100), Some(1000));
+        let mut into = vec![std::mem::MaybeUninit::new(0u8); 1000];
+        let moved = decoder.take_task_start(&mut into);
+        assert_eq!(moved, 300 - HEADER_LEN);
+        let moved: Vec<u8> = into[..moved]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
+        assert_eq!(moved, payload[..300 - HEADER_LEN]);
+        assert!(!decoder.has_partial());
+        decoder.push(&Frame::Ready.encode());
+        assert_eq!(decoder.large_task_pending(0), None, "not a task");
+        decoder.push(&frame);
+        assert_eq!(decoder.next_frame(), Ok(Some(Frame::Ready)));
+        assert_eq!(
+            decoder.large_task_pending(100),
+            None,
+            "whole frame buffered"
+        );
     }
 }
