@@ -96,6 +96,18 @@ RSpec.describe Divvy::Master do
       end
     end
 
+    it 'starts every worker once even when dispatch yields fewer items than workers, or none' do
+      Dir.mktmpdir do |dir|
+        [0, 1].each do |count|
+          master = described_class.new(recording_task_class.new(dir, count), 3)
+          master.run
+          expect(master.spawn_count).to eq(3)
+          expect(master.workers.map(&:pid)).to all(be_a(Integer))
+        end
+        expect(Dir[File.join(dir, 'after-*')].size).to eq(6)
+      end
+    end
+
     it 'can run again after a run' do
       Dir.mktmpdir do |dir|
         master = described_class.new(recording_task_class.new(dir, 3), 2)

@@ -407,9 +407,8 @@ pub fn run(ruby: &Ruby, master: Obj<Master>) -> Result<(), Error> {
 
 fn drive(ruby: &Ruby, master: Obj<Master>) -> Result<(), Error> {
     compact_heap(ruby)?;
-    for slot in 0..master.worker_count() {
-        supervisor::spawn(ruby, &master, slot)?;
-    }
+    // The rest start during dispatch, one per turn of the loop.
+    supervisor::spawn(ruby, &master, 0)?;
     let dispatched = dispatch(ruby, master);
     with_loop(ruby, &master, |lp| lp.dispatch_done = true)?;
     if with_loop(ruby, &master, |lp| lp.fatal.is_some())? {
@@ -547,6 +546,7 @@ fn stopping(ruby: &Ruby, master: &Master) -> Result<bool, Error> {
 /// left to do is let go at once, so its exit overlaps the others' last
 /// items.
 fn finish(ruby: &Ruby, master: &Master) -> Result<(), Error> {
+    supervisor::start_remaining(ruby, master)?;
     loop {
         let busy = with_loop(ruby, master, |lp| -> std::io::Result<bool> {
             if lp.requeued.is_empty() {
@@ -587,6 +587,9 @@ pub fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
         return Err(fatal_error(ruby, master, fatal));
     }
     let timeout = master.options().timeout;
+    // While workers are still to start, the wait is only a look.
+    let starting = supervisor::never_started(ruby, master)?.is_some()
+        && with_loop(ruby, master, |lp| lp.should_respawn())?;
     let prepared = with_loop(ruby, master, |lp| {
         // Batched items go out before the wait.
         for link in lp.links.iter_mut().flatten() {
@@ -614,7 +617,9 @@ pub fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
                 owners.push(Owner::Output(slot, index));
             }
         }
-        let mut wait = if hung_up_waiting {
+        let mut wait = if starting {
+            Duration::ZERO
+        } else if hung_up_waiting {
             Duration::from_millis(5)
         } else {
             REAP_INTERVAL

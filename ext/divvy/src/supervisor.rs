@@ -15,8 +15,8 @@ use crate::master::{bump, Master};
 use crate::nogvl::without_gvl;
 use crate::outcome::{item_failed, label, Cause};
 use crate::pool::SlotState;
-use crate::run_loop::{fatal_error, handle, with_loop, Fatal, REAP_INTERVAL};
-use crate::signals;
+use crate::run_loop::{fatal_error, handle, with_loop, Fatal, RunLoop, REAP_INTERVAL};
+use crate::signals::{self, Stop};
 use crate::stdio::say;
 use crate::title;
 
@@ -247,28 +247,64 @@ pub fn resize(ruby: &Ruby, master: &Master) -> Result<(), Error> {
     Ok(())
 }
 
-/// Replaces dead workers while the run goes on.
+/// Replaces dead workers while the run goes on, and starts one worker
+/// that never ran (at the start of a run, or added by TTIN): starting them
+/// one per turn of the loop lets the first ones work while the others
+/// fork.
 ///
 /// Raises what `spawn` raises.
 pub fn respawn(ruby: &Ruby, master: &Master) -> Result<(), Error> {
-    let down: Vec<usize> = with_loop(ruby, master, |lp| {
-        if !lp.should_respawn() {
+    let down = down_slots(ruby, master, RunLoop::should_respawn)?;
+    let mut started_new = false;
+    for slot in down {
+        let replacing = master.worker(ruby, slot).pid().is_some();
+        if replacing {
+            spawn(ruby, master, slot)?;
+            let stats = master.stats();
+            bump(&stats.respawned, 1);
+        } else if !started_new {
+            spawn(ruby, master, slot)?;
+            started_new = true;
+        }
+    }
+    Ok(())
+}
+
+/// Starts every worker that never ran, so each of the pool's workers runs
+/// at least once even when `dispatch` yielded fewer items than there are
+/// workers.
+///
+/// Raises what `spawn` raises.
+pub fn start_remaining(ruby: &Ruby, master: &Master) -> Result<(), Error> {
+    while let Some(slot) = never_started(ruby, master)? {
+        spawn(ruby, master, slot)?;
+    }
+    Ok(())
+}
+
+/// Returns the first slot whose worker never ran, if any; `None` as well
+/// once the run is stopping.
+pub fn never_started(ruby: &Ruby, master: &Master) -> Result<Option<usize>, Error> {
+    let running_on = |lp: &RunLoop| lp.stop == Stop::No && lp.fatal.is_none() && !lp.closing;
+    Ok(down_slots(ruby, master, running_on)?
+        .into_iter()
+        .find(|slot| master.worker(ruby, *slot).pid().is_none()))
+}
+
+/// The slots without a process, or none unless `when` holds for the run.
+fn down_slots(
+    ruby: &Ruby,
+    master: &Master,
+    when: impl FnOnce(&RunLoop) -> bool,
+) -> Result<Vec<usize>, Error> {
+    with_loop(ruby, master, |lp| {
+        if !when(lp) {
             return Vec::new();
         }
         (0..lp.pool.len().min(master.worker_count()))
             .filter(|slot| lp.pool.slot(*slot).state == SlotState::Down)
             .collect()
-    })?;
-    for slot in down {
-        // A slot TTIN just added had no process to replace.
-        let replacing = master.worker(ruby, slot).pid().is_some();
-        spawn(ruby, master, slot)?;
-        if replacing {
-            let stats = master.stats();
-            bump(&stats.respawned, 1);
-        }
-    }
-    Ok(())
+    })
 }
 
 /// Stops every live worker: TERM, a grace period, then KILL; reaps them
