@@ -53,13 +53,17 @@ where
     let data: *mut Call<F, R> = &mut call;
     protect(|| {
         // SAFETY: `call` outlives the call; the unblock function only
-        // writes a byte to a pipe, which is async-signal-safe.
+        // writes a byte to a pipe, which is async-signal-safe. Saying so
+        // (RB_NOGVL_UBF_ASYNC_SAFE) lets Ruby call it from its signal
+        // handler; otherwise, with no other Ruby thread, Ruby starts a
+        // helper Thread on every call just to deliver signals.
         unsafe {
-            rb_sys::rb_thread_call_without_gvl(
+            rb_sys::rb_nogvl(
                 Some(trampoline::<F, R>),
                 data.cast(),
                 Some(unblock),
                 wake_write_fd as isize as *mut c_void,
+                rb_sys::RB_NOGVL_UBF_ASYNC_SAFE as std::os::raw::c_int,
             );
         }
         ruby.qnil().as_raw()
