@@ -42,6 +42,13 @@ impl Outbox {
     /// Queues one frame, `header` then `payload`, of which the first
     /// `written` bytes are already in the pipe. Counts it as an item.
     pub fn queue(&mut self, header: &[u8], payload: &Payload, written: usize) {
+        self.items += 1;
+        if written == 0 && !payload.has_references() {
+            // The hot path of small items: two copies, nothing else.
+            self.bytes.extend_from_slice(header);
+            self.bytes.extend_from_slice(&payload.to_bytes());
+            return;
+        }
         let mut skip = written;
         let pieces = std::iter::once(Piece::Copied(header)).chain(payload.pieces());
         for piece in pieces {
@@ -65,7 +72,6 @@ impl Outbox {
                 }
             }
         }
-        self.items += 1;
     }
 
     /// Items queued and not yet written in full.

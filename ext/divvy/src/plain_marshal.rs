@@ -130,20 +130,22 @@ fn write_long(value: i64, out: &mut Payload) {
         -123..=-1 => out.push(((value - 5) & 0xff) as u8),
         _ => {
             let mut rest = value;
-            let mut bytes = Vec::with_capacity(8);
+            let mut bytes = [0u8; 8];
+            let mut count = 0;
             loop {
-                bytes.push((rest & 0xff) as u8);
+                bytes[count] = (rest & 0xff) as u8;
+                count += 1;
                 rest >>= 8;
                 if rest == 0 {
-                    out.push(bytes.len() as u8);
+                    out.push(count as u8);
                     break;
                 }
                 if rest == -1 {
-                    out.push((-(bytes.len() as i8)) as u8);
+                    out.push((-(count as i8)) as u8);
                     break;
                 }
             }
-            out.extend_from_slice(&bytes);
+            out.extend_from_slice(&bytes[..count]);
         }
     }
 }
