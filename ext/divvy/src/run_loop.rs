@@ -547,9 +547,13 @@ fn stopping(ruby: &Ruby, master: &Master) -> Result<bool, Error> {
 /// items.
 fn finish(ruby: &Ruby, master: &Master) -> Result<(), Error> {
     supervisor::start_remaining(ruby, master)?;
+    // With retries, an item in flight may come back and need a worker:
+    // idle ones then stay until the end rather than leave and be forked
+    // again.
+    let retries = master.options().retries;
     loop {
         let busy = with_loop(ruby, master, |lp| -> std::io::Result<bool> {
-            if lp.requeued.is_empty() {
+            if lp.requeued.is_empty() && retries == 0 {
                 lp.release_idle()?;
             }
             Ok(lp.pool.in_flight() > 0 || (!lp.requeued.is_empty() && lp.stop == Stop::No))
