@@ -337,7 +337,12 @@ fn read_large_task(
     decoder: &mut Decoder,
     len: usize,
 ) -> Result<RString, Error> {
-    let dump = ruby.str_buf_new(len);
+    let capacity = std::os::raw::c_long::try_from(len).unwrap_or(std::os::raw::c_long::MAX);
+    // SAFETY: allocating may raise NoMemoryError, which `protect` catches.
+    let raw = protect(|| unsafe { rb_sys::rb_str_buf_new(capacity) })?;
+    // SAFETY: `raw` is the String just made, on this stack.
+    let dump = RString::from_value(unsafe { Value::from_raw(raw) })
+        .ok_or_else(|| Error::new(ruby.exception_type_error(), "not a String"))?;
     // SAFETY: the String has room for `len` bytes in a heap buffer that
     // stays put while it lives (on this stack, so the GC keeps it).
     let room = unsafe {
