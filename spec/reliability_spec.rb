@@ -270,6 +270,16 @@ RSpec.describe 'reliability' do
   end
 
   describe 'chaos' do
+    # Ruby code that runs `master` while a thread SIGKILLs one of its
+    # workers at random every 50 ms.
+    def run_while_killing(master)
+      <<~RUBY
+        killer = Thread.new { loop { sleep 0.05; #{master}.workers.sample.kill(:KILL) } }
+        #{master}.run
+        killer.kill
+      RUBY
+    end
+
     it 'accounts for every item while workers are killed at random every 50 ms' do
       Dir.mktmpdir do |dir|
         result = ruby_code(<<~RUBY, env: { 'DIR' => dir })
@@ -283,14 +293,7 @@ RSpec.describe 'reliability' do
             end
           end
           master = Divvy::Master.new(Chaos.new, 4, retries: 5)
-          killer = Thread.new do
-            loop do
-              sleep 0.05
-              master.workers.sample.kill(:KILL)
-            end
-          end
-          master.run
-          killer.kill
+          #{run_while_killing('master')}
           p [master.items_performed, master.items_failed, master.tasks_distributed, master.spawn_count > 4]
         RUBY
         expect(result.status).to be_success, result.stderr
@@ -313,14 +316,7 @@ RSpec.describe 'reliability' do
             end
           end
           master = Divvy::Master.new(LargeChaos.new, 3, retries: 10)
-          killer = Thread.new do
-            loop do
-              sleep 0.05
-              master.workers.sample.kill(:KILL)
-            end
-          end
-          master.run
-          killer.kill
+          #{run_while_killing('master')}
           p [master.items_performed, master.items_failed, master.spawn_count > 3]
         RUBY
         expect(result.status).to be_success, result.stderr
