@@ -32,8 +32,11 @@ use crate::wake::WakePipe;
 pub const REAP_INTERVAL: Duration = Duration::from_millis(250);
 /// How often the master's process title is brought up to date.
 const TITLE_INTERVAL: Duration = Duration::from_millis(500);
-/// How many payload buffers are kept for reuse.
-const SPARE_BUFFERS: usize = 16;
+/// How many payload buffers are kept for reuse: enough for the items two
+/// fast workers hold at once.
+const SPARE_BUFFERS: usize = 1024;
+/// Buffers larger than this are not kept: the reuse is for small items.
+const SPARE_BUFFER_BYTES: usize = 4096;
 /// How long a worker stopped for a timeout gets between TERM and KILL.
 const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 
@@ -238,8 +241,11 @@ impl RunLoop {
                         Ok(Answer::Performed(item)) => match result {
                             Some(result) => events.push(Event::Completed { item, result }),
                             None => {
-                                if self.spare_buffers.len() < SPARE_BUFFERS {
-                                    self.spare_buffers.push(item.payload.into_buffer());
+                                let buffer = item.payload.into_buffer();
+                                if self.spare_buffers.len() < SPARE_BUFFERS
+                                    && buffer.capacity() <= SPARE_BUFFER_BYTES
+                                {
+                                    self.spare_buffers.push(buffer);
                                 }
                                 events.push(Event::Performed);
                             }
