@@ -56,7 +56,8 @@ module Divvy
     end
 
     # Hook run in the master just before each worker is forked, replacements
-    # included. Does nothing unless the task overrides it.
+    # included: for the first worker before {#dispatch} is called, for the
+    # others while it runs. Does nothing unless the task overrides it.
     #
     # @param worker [Divvy::Worker] the worker about to start.
     # @return [void]
