@@ -13,7 +13,7 @@ require 'rbconfig'
 
 BENCH = __dir__
 RUNNERS = %w[divvy parallel ruby_pool].freeze
-REPETITIONS = Integer(ARGV.fetch(0, 3))
+REPETITIONS = Integer(ARGV.fetch(0, 5))
 
 # Runs one workload once with one runner; returns its measurements.
 def measure(runner, workload, *args)
@@ -49,11 +49,14 @@ end
 rows = []
 target = ->(met) { met ? 'met' : 'NOT MET' }
 
-tiny = compare('tiny')
+tiny = compare('tiny', runners: RUNNERS + ['marshal'])
 rate = tiny.transform_values { |result| 200_000 / result[:seconds] }
 ratio = rate['divvy'] / rate['parallel']
+round_trips = rate['divvy'] / rate['marshal']
 rows << ['tiny: 200,000 empty items, 2 workers (items/s)', rate.values_at(*RUNNERS).map { |v| fmt(v, 0) },
-         "#{fmt(ratio, 1)}x parallel", ">= 10x parallel: #{target[ratio >= 10]}"]
+         "#{fmt(ratio, 1)}x parallel; #{fmt(round_trips, 2)}x one process's Marshal round trips " \
+         "(#{fmt(rate['marshal'], 0)}/s)",
+         ">= 10x parallel: #{target[ratio >= 10]}; moonshot >= 0.5x round trips: #{target[round_trips >= 0.5]}"]
 
 startup = compare('startup', runners: ['divvy'])['divvy'][:seconds]
 latency = compare('latency')

@@ -4,7 +4,9 @@
 # as JSON: `ruby bench/workload.rb RUNNER WORKLOAD [ITEMS]` (ITEMS only for
 # the memory workload).
 #
-# RUNNER is divvy, parallel (the parallel gem) or ruby_pool (bench/ruby_pool.rb).
+# RUNNER is divvy, parallel (the parallel gem), ruby_pool (bench/ruby_pool.rb)
+# or marshal: no workers, one process making each item's Marshal round trip
+# itself (the yardstick of the tiny workload).
 
 require 'json'
 
@@ -75,6 +77,10 @@ when 'parallel'
   Parallel.each(source, in_processes: spec[:workers]) { |item| perform.call(item) }
 when 'ruby_pool'
   RubyPool.new(spec[:workers]) { |item| perform.call(item) }.run(items)
+when 'marshal'
+  while (item = items.call)
+    perform.call(Marshal.load(Marshal.dump(item)))
+  end
 else
   abort "unknown runner #{runner}"
 end
