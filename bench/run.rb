@@ -105,7 +105,9 @@ report = <<~MARKDOWN
   the `parallel` gem (`Parallel.each(..., in_processes: n)`, streaming from
   a lambda) and the minimal fork-and-pipe pool in `bench/ruby_pool.rb`,
   alternating, in fresh processes; the table shows medians. Time is measured
-  inside each process around the run, forks included.
+  inside each process around the run, forks included. The tiny workload
+  also runs in one process without workers, making each item's
+  `Marshal.load(Marshal.dump(item))` round trip, as a yardstick.
 
   Machine: #{machine}.
 
