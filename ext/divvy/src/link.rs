@@ -128,7 +128,7 @@ impl Link {
     /// Queues a `Task` frame carrying `payload`; `flush` sends it. A large
     /// payload of owned bytes is written at once, straight from `payload`,
     /// when nothing is queued before it; only what the pipe does not take
-    /// is copied. Referenced bytes are never copied (see `Outbox`).
+    /// is copied. Referenced bytes are spliced, not copied (see `Outbox`).
     ///
     /// Returns the OS error of a failed write.
     pub fn queue_task(&mut self, payload: &Payload) -> io::Result<()> {

@@ -1,7 +1,8 @@
 //! Frames queued for one worker's task pipe and written without blocking.
 //! Owned bytes are copied into the outbox; the bytes a payload refers to
 //! (large Strings) are handed to the pipe with `vmsplice`, which maps their
-//! pages into it instead of copying them. That is safe because referenced
+//! pages into it instead of copying them (where the kernel refuses it, they
+//! are written, which copies). That is safe because referenced
 //! bytes stay unchanged while their item is held, and an item is held until
 //! its worker answers for it, after reading its whole frame.
 
@@ -34,7 +35,8 @@ pub struct Outbox {
     bytes: Vec<u8>,
     sent: usize,
     references: VecDeque<Reference>,
-    referenced_bytes: usize,
+    /// Referenced bytes not yet in the pipe.
+    referenced_pending: usize,
     items: usize,
 }
 
@@ -62,7 +64,7 @@ impl Outbox {
                     let from = skip.min(frozen.bytes().len());
                     skip -= from;
                     if from < frozen.bytes().len() {
-                        self.referenced_bytes += frozen.bytes().len() - from;
+                        self.referenced_pending += frozen.bytes().len() - from;
                         self.references.push_back(Reference {
                             at: self.bytes.len(),
                             frozen: Arc::clone(frozen),
@@ -81,8 +83,7 @@ impl Outbox {
 
     /// Bytes queued and not yet written.
     pub fn pending_bytes(&self) -> usize {
-        let referenced_sent: usize = self.references.iter().map(|r| r.sent).sum();
-        self.bytes.len() - self.sent + self.referenced_bytes - referenced_sent
+        self.bytes.len() - self.sent + self.referenced_pending
     }
 
     /// True when nothing waits to be written.
@@ -105,6 +106,7 @@ impl Outbox {
                 let written = write_some(fd, rest, true);
                 if let Ok(count) = written {
                     reference.sent += count;
+                    self.referenced_pending -= count;
                     if reference.sent == reference.frozen.bytes().len() {
                         self.references.pop_front();
                     }
@@ -127,7 +129,7 @@ impl Outbox {
         self.bytes.clear();
         self.sent = 0;
         self.references.clear();
-        self.referenced_bytes = 0;
+        self.referenced_pending = 0;
         self.items = 0;
     }
 }
@@ -229,6 +231,31 @@ mod tests {
             drain(&rx, &mut received);
             assert_eq!(received, &b"habCDEf"[written..], "{written} written");
         }
+        let mut only_reference = Payload::default();
+        only_reference.refer(frozen(b"CDE"));
+        let mut outbox = Outbox::default();
+        outbox.queue(b"h", &only_reference, 3);
+        assert_eq!(outbox.pending_bytes(), 1);
+    }
+
+    #[test]
+    fn counts_what_is_pending_as_it_is_written() {
+        let (rx, tx) = nonblocking_pipe();
+        let big = vec![7u8; 200_000];
+        let mut payload = Payload::from(b"ab".to_vec());
+        payload.refer(frozen(&big));
+        let mut outbox = Outbox::default();
+        outbox.queue(b"h", &payload, 0);
+        outbox.write_to(tx.as_fd()).unwrap();
+        let mut received = Vec::new();
+        drain(&rx, &mut received);
+        assert_eq!(outbox.pending_bytes(), 3 + big.len() - received.len());
+        while !outbox.is_empty() {
+            outbox.write_to(tx.as_fd()).unwrap();
+            drain(&rx, &mut received);
+        }
+        assert_eq!(outbox.pending_bytes(), 0);
+        assert_eq!(received.len(), 3 + big.len());
     }
 
     #[test]
