@@ -47,24 +47,50 @@ struct Walk {
 pub fn dump_args(ruby: &Ruby, args: &[Value], buffer: Vec<u8>) -> Result<Payload, Error> {
     let mut out = Payload::from_buffer(buffer);
     let mut walk = Walk::default();
-    let mut described = describe(ruby, args, &mut walk);
+    let described = describe(ruby, args, &mut walk);
     if described.is_some() && !walk.unfrozen.is_empty() {
-        // Snapshots allocate, and may run the GC, so the description is made
-        // again afterwards rather than trusted across it.
+        // The Strings found are held here as raw VALUEs, which a compacting
+        // GC could move, so the GC waits until the snapshots are made (and
+        // registered) and the dump written. Snapshots allocate, so the
+        // description is made again afterwards rather than trusted across
+        // them.
         drop(described);
-        for string in std::mem::take(&mut walk.unfrozen) {
-            walk.snapshots.push((string, snapshot(ruby, string)?));
+        let written = without_gc(|| -> Result<bool, Error> {
+            for string in std::mem::take(&mut walk.unfrozen) {
+                walk.snapshots.push((string, snapshot(ruby, string)?));
+            }
+            walk.identities.clear();
+            Ok(match describe(ruby, args, &mut walk) {
+                Some(items) => {
+                    dump_into(&Plain::Array(items), &mut out);
+                    true
+                }
+                None => false,
+            })
+        })?;
+        if written {
+            return Ok(out);
         }
-        walk.identities.clear();
-        described = describe(ruby, args, &mut walk);
-    }
-    if let Some(items) = described {
+    } else if let Some(items) = described {
         dump_into(&Plain::Array(items), &mut out);
         return Ok(out);
     }
     let dumped = dump(ruby, ruby.ary_new_from_values(args).as_value())?;
     out.extend_from_slice(&dumped);
     Ok(out)
+}
+
+/// Runs `f` with Ruby's GC disabled (unless it already was), then enables
+/// it again. Returns what `f` returns.
+fn without_gc<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: rb_gc_disable and rb_gc_enable only flip the GC's switch.
+    let was_disabled = unsafe { rb_sys::rb_gc_disable() } == rb_sys::special_consts::Qtrue as VALUE;
+    let result = f();
+    if !was_disabled {
+        // SAFETY: as above.
+        unsafe { rb_sys::rb_gc_enable() };
+    }
+    result
 }
 
 /// Describes every argument for the plain path, or `None` when one needs
@@ -163,7 +189,9 @@ pub fn load_args_from(ruby: &Ruby, dump: RString) -> Result<RArray, Error> {
 }
 
 /// Makes the Ruby value `parsed` describes, its bytes read from `dump`;
-/// the String at `tail` shares them.
+/// the String at `tail` shares them. The Ruby calls here raise nothing but
+/// `NoMemoryError`, which, as in magnus, is left to unwind through these
+/// frames.
 fn build(
     ruby: &Ruby,
     dump: RString,
