@@ -118,6 +118,24 @@ RSpec.describe Divvy::Master do
       end
     end
 
+    it 'counts no respawns on a second run whose workers all ran' do
+      result = ruby_code(<<~RUBY)
+        require 'divvy'
+        class Twice
+          include Divvy::Parallelizable
+          def dispatch; 3.times { |i| yield i }; end
+          def perform(_); end
+        end
+        master = Divvy::Master.new(Twice.new, 3, true)
+        2.times { master.run }
+        p master.spawn_count
+      RUBY
+      expect(result.stdout).to eq("6\n"), result.stderr
+      summaries = result.stderr.lines.grep(/performed/)
+      expect(summaries.size).to eq(2)
+      expect(summaries).to all(match(/0 workers respawned/))
+    end
+
     it 'restores the signal handlers it replaced' do
       Dir.mktmpdir do |dir|
         handler = proc {}

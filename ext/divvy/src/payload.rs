@@ -143,6 +143,14 @@ impl Payload {
         Cow::Owned(whole)
     }
 
+    /// Keeps the referenced bytes alive for good, whatever becomes of this
+    /// payload: for a pipe that may still be read after the run.
+    pub fn leak_references(&self) {
+        for (_, frozen) in &self.references {
+            std::mem::forget(Arc::clone(frozen));
+        }
+    }
+
     /// Gives back the owned buffer for reuse, dropping the references.
     pub fn into_buffer(self) -> Vec<u8> {
         self.bytes

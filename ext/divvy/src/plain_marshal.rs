@@ -1,9 +1,10 @@
 //! Marshal dumps of plain items written without Ruby's Marshal: an array
 //! of nil, true, false, small Integers, ASCII Symbols, Strings (UTF-8,
 //! US-ASCII or binary, without instance variables) and such arrays. The
-//! bytes are exactly those `Marshal.dump` writes (format 4.8), so workers
-//! read them with `Marshal.load` as usual; anything else goes through Ruby's
-//! Marshal. This is the master's hot path for small items; a large String
+//! bytes are exactly those `Marshal.dump` writes (format 4.8), so
+//! `Marshal.load` reads them; anything else goes through Ruby's Marshal.
+//! `parse` reads such a dump back without Ruby, which a worker does for
+//! large items. This is the master's hot path for small items; a large String
 //! is referenced in the dump rather than copied into it (see `payload`).
 
 use std::ops::Range;

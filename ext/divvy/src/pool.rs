@@ -49,6 +49,9 @@ pub struct Slot {
     pub started_at: Option<Instant>,
     /// True once the worker overran the timeout and is being stopped.
     pub timed_out: bool,
+    /// True once a process has occupied the slot during this run: a slot
+    /// down after that is replaced, one down before that is started.
+    pub ran: bool,
     /// Items sent to the current process.
     assigned: u64,
     /// Items the current process has answered.
@@ -67,6 +70,7 @@ impl Slot {
             held: VecDeque::new(),
             started_at: None,
             timed_out: false,
+            ran: false,
             assigned: 0,
             answered: 0,
             finished: 0,
@@ -166,6 +170,7 @@ impl Pool {
         self.slots[index] = Slot {
             pid: Some(pid),
             state: SlotState::Booting,
+            ran: true,
             ..Slot::fresh()
         };
     }
@@ -313,7 +318,13 @@ impl Pool {
     /// those it never started.
     pub fn reaped(&mut self, index: usize, finished: u64) -> Departure {
         self.slots[index].finished = finished.max(self.slots[index].finished);
-        let slot = std::mem::replace(&mut self.slots[index], Slot::fresh());
+        let slot = std::mem::replace(
+            &mut self.slots[index],
+            Slot {
+                ran: true,
+                ..Slot::fresh()
+            },
+        );
         let finished_count = slot.finished_unanswered();
         let mut held = slot.held;
         let finished: Vec<Item> = held.drain(..finished_count).collect();
@@ -334,6 +345,11 @@ impl Pool {
             .enumerate()
             .filter(|(_, slot)| slot.pid.is_some())
             .map(|(index, _)| index)
+    }
+
+    /// Returns every item the workers hold.
+    pub fn held_items(&self) -> impl Iterator<Item = &Item> + '_ {
+        self.slots.iter().flat_map(|slot| slot.held.iter())
     }
 
     /// Returns the number of items held by all workers.
@@ -490,5 +506,17 @@ mod tests {
         assert_eq!(pool.said_bye(0), vec![item(5)]);
         assert_eq!(pool.least_loaded(), None);
         assert_eq!(pool.reaped(0, 0).performing, None);
+    }
+
+    #[test]
+    fn remembers_which_slots_ran_this_run() {
+        let mut pool = Pool::new(2, 64);
+        assert!(!pool.slot(0).ran && !pool.slot(1).ran);
+        pool.started(0, 42);
+        pool.reaped(0, 0);
+        assert!(pool.slot(0).ran, "a reaped slot is replaced, not started");
+        assert!(!pool.slot(1).ran);
+        pool.add_slot();
+        assert!(!pool.slot(2).ran);
     }
 }

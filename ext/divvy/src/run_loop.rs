@@ -72,8 +72,8 @@ pub struct RunLoop {
     pub last_reap_check: Instant,
     /// Wakes the loop from signal traps and Ruby's unblock function.
     pub wake: WakePipe,
-    /// Payload buffers of performed items, reused for new items: a large
-    /// item then costs no fresh allocation (and no page faults).
+    /// Payload buffers of performed small items, reused for new items so
+    /// that an item costs no allocation.
     spare_buffers: Vec<Vec<u8>>,
     /// Items after which a worker is retired.
     max_tasks: Option<u64>,
@@ -311,6 +311,18 @@ impl RunLoop {
         Ok(())
     }
 
+    /// Leaks the bytes spliced into task pipes when a worker may still be
+    /// alive to read them (the run ended on an error before every worker
+    /// was reaped): freed and reused, they would reach it changed.
+    pub fn keep_spliced_bytes(&self) {
+        if self.pool.alive().next().is_none() {
+            return;
+        }
+        for item in self.pool.held_items().chain(&self.requeued) {
+            item.payload.leak_references();
+        }
+    }
+
     /// Drops the pipes of the reaped worker in `slot` and settles its slot
     /// with the final reading of its progress counter.
     ///
@@ -396,11 +408,10 @@ pub fn run(ruby: &Ruby, master: Obj<Master>) -> Result<(), Error> {
         traps.restore(ruby).and(outcome)
     });
     let (done, failed) = master.stats().settled();
-    let last_line = master
-        .run_loop()
-        .borrow_mut()
-        .take()
-        .and_then(|mut lp| lp.meter.as_mut()?.finish(done, failed));
+    let last_line = master.run_loop().borrow_mut().take().and_then(|mut lp| {
+        lp.keep_spliced_bytes();
+        lp.meter.as_mut()?.finish(done, failed)
+    });
     if let Some(line) = last_line {
         say(ruby, &line)?;
     }
@@ -419,6 +430,11 @@ fn drive(ruby: &Ruby, master: Obj<Master>) -> Result<(), Error> {
     with_loop(ruby, &master, |lp| lp.dispatch_done = true)?;
     if with_loop(ruby, &master, |lp| lp.fatal.is_some())? {
         return dispatched;
+    }
+    if dispatched.is_ok() {
+        // Every worker runs once, even when dispatch yielded fewer items
+        // than there are workers; not when it raised.
+        supervisor::start_remaining(ruby, &master)?;
     }
     finish(ruby, &master)?;
     dispatched?;
@@ -548,11 +564,10 @@ fn stopping(ruby: &Ruby, master: &Master) -> Result<bool, Error> {
 }
 
 /// Waits until every item sent is answered (and every retry done), then
-/// lets the workers go and waits for them to exit. A worker with nothing
-/// left to do is let go at once, so its exit overlaps the others' last
-/// items.
+/// lets the workers go and waits for them to exit. Without retries, a
+/// worker with nothing left to do is let go at once, so its exit overlaps
+/// the others' last items.
 fn finish(ruby: &Ruby, master: &Master) -> Result<(), Error> {
-    supervisor::start_remaining(ruby, master)?;
     // With retries, an item in flight may come back and need a worker:
     // idle ones then stay until the end rather than leave and be forked
     // again.

@@ -256,8 +256,7 @@ pub fn resize(ruby: &Ruby, master: &Master) -> Result<(), Error> {
 pub fn respawn(ruby: &Ruby, master: &Master) -> Result<(), Error> {
     let down = down_slots(ruby, master, RunLoop::should_respawn)?;
     let mut started_new = false;
-    for slot in down {
-        let replacing = master.worker(ruby, slot).pid().is_some();
+    for (slot, replacing) in down {
         if replacing {
             spawn(ruby, master, slot)?;
             let stats = master.stats();
@@ -288,21 +287,26 @@ pub fn never_started(ruby: &Ruby, master: &Master) -> Result<Option<usize>, Erro
     let running_on = |lp: &RunLoop| lp.stop == Stop::No && lp.fatal.is_none() && !lp.closing;
     Ok(down_slots(ruby, master, running_on)?
         .into_iter()
-        .find(|slot| master.worker(ruby, *slot).pid().is_none()))
+        .find(|(_, replacing)| !replacing)
+        .map(|(slot, _)| slot))
 }
 
-/// The slots without a process, or none unless `when` holds for the run.
+/// The slots without a process, each with true when a process ran there
+/// during this run (it is then a replacement that is due); none unless
+/// `when` holds for the run.
 fn down_slots(
     ruby: &Ruby,
     master: &Master,
     when: impl FnOnce(&RunLoop) -> bool,
-) -> Result<Vec<usize>, Error> {
+) -> Result<Vec<(usize, bool)>, Error> {
     with_loop(ruby, master, |lp| {
         if !when(lp) {
             return Vec::new();
         }
         (0..lp.pool.len().min(master.worker_count()))
-            .filter(|slot| lp.pool.slot(*slot).state == SlotState::Down)
+            .map(|slot| (slot, lp.pool.slot(slot)))
+            .filter(|(_, state)| state.state == SlotState::Down)
+            .map(|(slot, state)| (slot, state.ran))
             .collect()
     })
 }
