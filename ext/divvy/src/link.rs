@@ -11,7 +11,7 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd::pipe2;
 
-use crate::outbox::Outbox;
+use crate::outbox::{write_parts, Outbox};
 use crate::payload::Payload;
 use crate::progress::Progress;
 use crate::protocol::{task_header, Decoder, Frame, ProtocolError, READ_CHUNK};
@@ -94,29 +94,6 @@ pub fn open(capture_output: bool) -> io::Result<(Link, WorkerEnds)> {
 /// into the outbox first.
 const DIRECT_WRITE_BYTES: usize = 64 * 1024;
 
-/// Writes `head` then `body` with one `writev`, retrying on EINTR.
-fn write_both(fd: BorrowedFd<'_>, head: &[u8], body: &[u8]) -> nix::Result<usize> {
-    let parts = [
-        libc::iovec {
-            iov_base: head.as_ptr() as *mut libc::c_void,
-            iov_len: head.len(),
-        },
-        libc::iovec {
-            iov_base: body.as_ptr() as *mut libc::c_void,
-            iov_len: body.len(),
-        },
-    ];
-    loop {
-        // SAFETY: both iovecs point into live slices for the whole call.
-        let written = unsafe { libc::writev(fd.as_raw_fd(), parts.as_ptr(), 2) };
-        match Errno::result(written) {
-            Ok(count) => return Ok(count as usize),
-            Err(Errno::EINTR) => continue,
-            Err(errno) => return Err(errno),
-        }
-    }
-}
-
 /// Makes `fd` non-blocking.
 pub fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
     let flags = OFlag::from_bits_retain(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
@@ -139,7 +116,7 @@ impl Link {
         }
         let written = match &self.task_tx {
             Some(task_tx) if direct && !self.has_queued() => {
-                match write_both(task_tx.as_fd(), &header, &payload.to_bytes()) {
+                match write_parts(task_tx.as_fd(), [&header, &payload.to_bytes()]) {
                     Ok(written) => written,
                     Err(Errno::EAGAIN) => 0,
                     Err(Errno::EPIPE) => {

@@ -139,33 +139,48 @@ impl Outbox {
 ///
 /// Returns the count written, or the OS error (`EAGAIN` when full).
 fn write_some(fd: BorrowedFd<'_>, bytes: &[u8], splice: bool) -> nix::Result<usize> {
-    let part = libc::iovec {
-        iov_base: bytes.as_ptr() as *mut libc::c_void,
-        iov_len: bytes.len(),
-    };
+    if !splice || SPLICE_REFUSED.load(Ordering::Relaxed) {
+        return write_parts(fd, [bytes]);
+    }
+    let part = iovec(bytes);
     loop {
-        let result = if splice && !SPLICE_REFUSED.load(Ordering::Relaxed) {
-            // SAFETY: the iovec points into `bytes`, which the caller keeps
-            // unchanged until the reader has read them (see the module
-            // comment); no pages are gifted.
-            let spliced =
-                unsafe { libc::vmsplice(fd.as_raw_fd(), &part, 1, libc::SPLICE_F_NONBLOCK) };
-            match Errno::result(spliced) {
-                Err(Errno::EINVAL | Errno::ENOSYS | Errno::EPERM) => {
-                    SPLICE_REFUSED.store(true, Ordering::Relaxed);
-                    continue;
-                }
-                other => other,
+        // SAFETY: the iovec points into `bytes`, which the caller keeps
+        // unchanged until the reader has read them (see the module
+        // comment); no pages are gifted.
+        let spliced = unsafe { libc::vmsplice(fd.as_raw_fd(), &part, 1, libc::SPLICE_F_NONBLOCK) };
+        match Errno::result(spliced) {
+            Ok(count) => return Ok(count as usize),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EINVAL | Errno::ENOSYS | Errno::EPERM) => {
+                SPLICE_REFUSED.store(true, Ordering::Relaxed);
+                return write_parts(fd, [bytes]);
             }
-        } else {
-            // SAFETY: the iovec points into `bytes`, live for the call.
-            Errno::result(unsafe { libc::writev(fd.as_raw_fd(), &part, 1) })
-        };
-        match result {
+            Err(errno) => return Err(errno),
+        }
+    }
+}
+
+/// Writes `parts` in order to `fd` with one `writev`, retrying on EINTR.
+///
+/// Returns the count written (possibly short), or the OS error.
+pub fn write_parts<const N: usize>(fd: BorrowedFd<'_>, parts: [&[u8]; N]) -> nix::Result<usize> {
+    let iovecs = parts.map(iovec);
+    let count = libc::c_int::try_from(N).unwrap_or(libc::c_int::MAX);
+    loop {
+        // SAFETY: every iovec points into a slice live for the whole call.
+        let written = unsafe { libc::writev(fd.as_raw_fd(), iovecs.as_ptr(), count) };
+        match Errno::result(written) {
             Ok(count) => return Ok(count as usize),
             Err(Errno::EINTR) => continue,
             Err(errno) => return Err(errno),
         }
+    }
+}
+
+fn iovec(bytes: &[u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
     }
 }
 
