@@ -244,12 +244,9 @@ impl Decoder {
     /// already malformed), so the next `next_frame` or `next_task` call
     /// needs no more input.
     pub fn has_frame(&self) -> bool {
-        let pending = &self.buffer[self.start..];
-        let Some((header, body)) = pending.split_first_chunk::<HEADER_LEN>() else {
-            return false;
-        };
-        let len = u64::from_le_bytes(header[1..].try_into().expect("8 header bytes"));
-        usize::try_from(len).map_or(true, |len| body.len() >= len)
+        self.next_header().is_some_and(|(_, len, buffered)| {
+            usize::try_from(len).map_or(true, |len| buffered >= len)
+        })
     }
 
     /// Returns the next complete frame, `None` when more bytes are needed,
@@ -286,11 +283,9 @@ impl Decoder {
     /// length: the worker then reads the rest straight into the item's
     /// memory (see `take_task_start`) instead of through this buffer.
     pub fn large_task_pending(&self, min_len: usize) -> Option<usize> {
-        let pending = &self.buffer[self.start..];
-        let (header, body) = pending.split_first_chunk::<HEADER_LEN>()?;
-        let len = u64::from_le_bytes(header[1..].try_into().expect("8 header bytes"));
+        let (kind, len, buffered) = self.next_header()?;
         let len = usize::try_from(len).ok()?;
-        (header[0] == KIND_TASK && len >= min_len && body.len() < len).then_some(len)
+        (kind == KIND_TASK && len >= min_len && buffered < len).then_some(len)
     }
 
     /// Moves the buffered start of the pending large `Task` payload to the
@@ -308,15 +303,22 @@ impl Decoder {
         count
     }
 
+    /// Reads the header of the next frame, once it is buffered: its kind,
+    /// its announced payload length, and how much of the payload is
+    /// buffered.
+    fn next_header(&self) -> Option<(u8, u64, usize)> {
+        let pending = &self.buffer[self.start..];
+        let (header, body) = pending.split_first_chunk::<HEADER_LEN>()?;
+        let len = u64::from_le_bytes(header[1..].try_into().expect("8 header bytes"));
+        Some((header[0], len, body.len()))
+    }
+
     /// Parses the next complete frame's header, checks it, and moves past
     /// the frame. Returns its kind and where its payload is in the buffer.
     fn next_raw(&mut self) -> Result<Option<(u8, Range<usize>)>, ProtocolError> {
-        let pending = &self.buffer[self.start..];
-        let Some((header, body)) = pending.split_first_chunk::<HEADER_LEN>() else {
+        let Some((kind, len64, buffered)) = self.next_header() else {
             return Ok(None);
         };
-        let kind = header[0];
-        let len64 = u64::from_le_bytes(header[1..].try_into().expect("8 header bytes"));
         match kind {
             KIND_TASK | KIND_FAILED | KIND_RESULT => {}
             KIND_READY | KIND_DONE | KIND_BYE if len64 == 0 => {}
@@ -329,10 +331,10 @@ impl Decoder {
             .ok()
             .filter(|len| len.checked_add(HEADER_LEN).is_some())
             .ok_or(ProtocolError::TooLong(len64))?;
-        if body.len() < len {
+        if buffered < len {
             // Read in pieces of at most MAX_READ: a corrupt header cannot
             // make the reader allocate much more than it receives.
-            self.missing = len - body.len();
+            self.missing = len - buffered;
             return Ok(None);
         }
         self.missing = 0;
