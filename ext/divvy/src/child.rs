@@ -313,15 +313,35 @@ fn wait_for_task(ruby: &Ruby, task_rx: &OwnedFd, decoder: &mut Decoder) -> Resul
         if let Some(len) = decoder.large_task_pending(marshal::LARGE_STRING) {
             return Ok(Incoming::Large(len));
         }
-        if !answers::flush() {
-            leave(1);
-        }
-        ruby.thread_wait_fd(task_rx)?;
+        wait_readable(ruby, task_rx)?;
         match decoder.read_from(task_rx.as_fd()) {
             Ok(0) => return Ok(Incoming::End),
-            Ok(_) | Err(Errno::EINTR | Errno::EAGAIN) => {}
-            Err(errno) => return Err(crate::errors::os_error(ruby, "reading a task", errno)),
-        }
+            result => read_count(ruby, result)?,
+        };
+    }
+}
+
+/// Sends the answers queued so far, then waits through Ruby (so signal
+/// traps run) until the task pipe is readable. Leaves when the master no
+/// longer takes answers.
+///
+/// Raises what a trap raises while waiting.
+fn wait_readable(ruby: &Ruby, task_rx: &OwnedFd) -> Result<(), Error> {
+    if !answers::flush() {
+        leave(1);
+    }
+    ruby.thread_wait_fd(task_rx)
+}
+
+/// What a read of the task pipe brought: the bytes read, 0 when it was
+/// interrupted or found nothing.
+///
+/// Raises `Divvy::Error` for any other failure.
+fn read_count(ruby: &Ruby, result: nix::Result<usize>) -> Result<usize, Error> {
+    match result {
+        Ok(count) => Ok(count),
+        Err(Errno::EINTR | Errno::EAGAIN) => Ok(0),
+        Err(errno) => Err(crate::errors::os_error(ruby, "reading a task", errno)),
     }
 }
 
@@ -355,23 +375,18 @@ fn read_large_task(
     };
     let mut filled = decoder.take_task_start(room);
     while filled < len {
-        if !answers::flush() {
-            leave(1);
-        }
-        ruby.thread_wait_fd(task_rx)?;
+        wait_readable(ruby, task_rx)?;
         let rest = &mut room[filled..];
         // SAFETY: reads at most `rest.len()` bytes into the String's room.
         let read = unsafe { libc::read(task_rx.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
-        match Errno::result(read) {
+        match Errno::result(read).map(|count| count as usize) {
             Ok(0) => {
                 return Err(crate::errors::divvy_error(
                     ruby,
                     String::from("the master closed the pipe in the middle of a task"),
                 ))
             }
-            Ok(count) => filled += count as usize,
-            Err(Errno::EINTR | Errno::EAGAIN) => {}
-            Err(errno) => return Err(crate::errors::os_error(ruby, "reading a task", errno)),
+            result => filled += read_count(ruby, result)?,
         }
     }
     // SAFETY: all `len` bytes are now written.
