@@ -47,7 +47,8 @@ struct Walk {
 pub fn dump_args(ruby: &Ruby, args: &[Value], buffer: Vec<u8>) -> Result<Payload, Error> {
     let mut out = Payload::from_buffer(buffer);
     let mut walk = Walk::default();
-    let described = describe(ruby, args, &mut walk);
+    let mut described = describe(ruby, args, &mut walk);
+    let mut gc_paused = None;
     if described.is_some() && !walk.unfrozen.is_empty() {
         // The Strings found are held here as raw VALUEs, which a compacting
         // GC could move, so the GC waits until the snapshots are made (and
@@ -55,42 +56,46 @@ pub fn dump_args(ruby: &Ruby, args: &[Value], buffer: Vec<u8>) -> Result<Payload
         // description is made again afterwards rather than trusted across
         // them.
         drop(described);
-        let written = without_gc(|| -> Result<bool, Error> {
-            for string in std::mem::take(&mut walk.unfrozen) {
-                walk.snapshots.push((string, snapshot(ruby, string)?));
-            }
-            walk.identities.clear();
-            Ok(match describe(ruby, args, &mut walk) {
-                Some(items) => {
-                    dump_into(&Plain::Array(items), &mut out);
-                    true
-                }
-                None => false,
-            })
-        })?;
-        if written {
-            return Ok(out);
+        gc_paused = Some(GcPause::start());
+        for string in std::mem::take(&mut walk.unfrozen) {
+            walk.snapshots.push((string, snapshot(ruby, string)?));
         }
-    } else if let Some(items) = described {
+        walk.identities.clear();
+        described = describe(ruby, args, &mut walk);
+    }
+    if let Some(items) = described {
         dump_into(&Plain::Array(items), &mut out);
         return Ok(out);
     }
+    drop(gc_paused);
     let dumped = dump(ruby, ruby.ary_new_from_values(args).as_value())?;
     out.extend_from_slice(&dumped);
     Ok(out)
 }
 
-/// Runs `f` with Ruby's GC disabled (unless it already was), then enables
-/// it again. Returns what `f` returns.
-fn without_gc<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: rb_gc_disable and rb_gc_enable only flip the GC's switch.
-    let was_disabled = unsafe { rb_sys::rb_gc_disable() } == rb_sys::special_consts::Qtrue as VALUE;
-    let result = f();
-    if !was_disabled {
-        // SAFETY: as above.
-        unsafe { rb_sys::rb_gc_enable() };
+/// Keeps Ruby's GC from running while it lives (unless it was already
+/// disabled, which it leaves as it was).
+struct GcPause {
+    was_disabled: bool,
+}
+
+impl GcPause {
+    /// Disables the GC until the pause is dropped.
+    fn start() -> GcPause {
+        // SAFETY: rb_gc_disable only flips the GC's switch.
+        let was_disabled =
+            unsafe { rb_sys::rb_gc_disable() } == rb_sys::special_consts::Qtrue as VALUE;
+        GcPause { was_disabled }
     }
-    result
+}
+
+impl Drop for GcPause {
+    fn drop(&mut self) {
+        if !self.was_disabled {
+            // SAFETY: rb_gc_enable only flips the GC's switch.
+            unsafe { rb_sys::rb_gc_enable() };
+        }
+    }
 }
 
 /// Describes every argument for the plain path, or `None` when one needs
@@ -229,15 +234,9 @@ fn build(
                 ruby.str_from_slice(&unsafe { dump.as_slice() }[bytes.clone()])
                     .as_raw()
             };
-            let index = match encoding {
-                // SAFETY: encoding indexes are plain lookups.
-                Encoding::Utf8 => unsafe { rb_sys::rb_utf8_encindex() },
-                Encoding::UsAscii => unsafe { rb_sys::rb_usascii_encindex() },
-                Encoding::Binary => unsafe { rb_sys::rb_ascii8bit_encindex() },
-            };
             // SAFETY: `raw` is the live String just made.
             unsafe {
-                rb_sys::rb_enc_associate_index(raw, index);
+                rb_sys::rb_enc_associate_index(raw, encoding_index(*encoding));
                 Value::from_raw(raw)
             }
         }
@@ -249,6 +248,21 @@ fn build(
             array.as_value()
         }
     })
+}
+
+/// The encodings the plain path handles.
+const ENCODINGS: [Encoding; 3] = [Encoding::Utf8, Encoding::UsAscii, Encoding::Binary];
+
+/// Ruby's index of `encoding`.
+fn encoding_index(encoding: Encoding) -> std::os::raw::c_int {
+    // SAFETY: these return fixed indexes of built-in encodings.
+    unsafe {
+        match encoding {
+            Encoding::Utf8 => rb_sys::rb_utf8_encindex(),
+            Encoding::UsAscii => rb_sys::rb_usascii_encindex(),
+            Encoding::Binary => rb_sys::rb_ascii8bit_encindex(),
+        }
+    }
 }
 
 fn load_string(string: RString) -> Result<Value, Error> {
@@ -298,15 +312,9 @@ fn plain<'a>(ruby: &Ruby, value: VALUE, depth: usize, walk: &mut Walk) -> Option
             walk.identities.push(value);
             // SAFETY: `value` is a String; its encoding index is readable.
             let index = unsafe { rb_sys::rb_enc_get_index(value) };
-            let encoding = if index == unsafe { rb_sys::rb_utf8_encindex() } {
-                Encoding::Utf8
-            } else if index == unsafe { rb_sys::rb_usascii_encindex() } {
-                Encoding::UsAscii
-            } else if index == unsafe { rb_sys::rb_ascii8bit_encindex() } {
-                Encoding::Binary
-            } else {
-                return None;
-            };
+            let encoding = ENCODINGS
+                .into_iter()
+                .find(|encoding| encoding_index(*encoding) == index)?;
             // SAFETY: the String's bytes stay valid while no Ruby code runs,
             // which holds for the life of the plain description.
             let bytes = unsafe {
