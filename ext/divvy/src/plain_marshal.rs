@@ -236,27 +236,11 @@ impl Reader<'_> {
                 self.at -= 1;
                 Some(Parsed::Symbol(self.symbol()?))
             }
-            b'"' => {
-                let bytes = self.string_bytes()?;
-                self.last_string = Some((bytes.clone(), self.at));
-                Some(Parsed::Str(bytes, Encoding::Binary))
-            }
-            b'I' => {
-                if self.byte()? != b'"' {
-                    return None;
-                }
-                let bytes = self.string_bytes()?;
-                if self.long()? != 1 || self.bytes.get(self.symbol()?)? != b"E" {
-                    return None;
-                }
-                let encoding = match self.byte()? {
-                    b'T' => Encoding::Utf8,
-                    b'F' => Encoding::UsAscii,
-                    _ => return None,
-                };
-                self.last_string = Some((bytes.clone(), self.at));
-                Some(Parsed::Str(bytes, encoding))
-            }
+            b'"' => self.string(false),
+            b'I' => match self.byte()? {
+                b'"' => self.string(true),
+                _ => None,
+            },
             b'[' if depth < PARSE_DEPTH => {
                 let count = self.length()?;
                 // Each element takes at least one byte: a bad count cannot
@@ -274,11 +258,27 @@ impl Reader<'_> {
         }
     }
 
-    /// A String's length and bytes; returns where the bytes are.
-    fn string_bytes(&mut self) -> Option<Range<usize>> {
+    /// A String after its `"`: its length and bytes, then, when `encoded`
+    /// (it began with `I`), its one instance variable `E`, which gives its
+    /// encoding.
+    fn string(&mut self, encoded: bool) -> Option<Parsed> {
         let len = self.length()?;
         self.take(len)?;
-        Some(self.at - len..self.at)
+        let bytes = self.at - len..self.at;
+        let encoding = if encoded {
+            if self.long()? != 1 || self.bytes.get(self.symbol()?)? != b"E" {
+                return None;
+            }
+            match self.byte()? {
+                b'T' => Encoding::Utf8,
+                b'F' => Encoding::UsAscii,
+                _ => return None,
+            }
+        } else {
+            Encoding::Binary
+        };
+        self.last_string = Some((bytes.clone(), self.at));
+        Some(Parsed::Str(bytes, encoding))
     }
 
     /// A Symbol (`:` with its name, or `;` and the index of one seen).
