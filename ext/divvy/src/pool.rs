@@ -347,6 +347,23 @@ impl Pool {
             .map(|(index, _)| index)
     }
 
+    /// Returns the first slot below `limit` that no process occupied during
+    /// this run.
+    pub fn first_unstarted(&self, limit: usize) -> Option<usize> {
+        self.slots.iter().take(limit).position(|slot| !slot.ran)
+    }
+
+    /// Returns the slots below `limit` whose process ran and is gone: due
+    /// for a replacement.
+    pub fn replaceable(&self, limit: usize) -> impl Iterator<Item = usize> + '_ {
+        self.slots
+            .iter()
+            .take(limit)
+            .enumerate()
+            .filter(|(_, slot)| slot.ran && slot.state == SlotState::Down)
+            .map(|(index, _)| index)
+    }
+
     /// Returns every item the workers hold.
     pub fn held_items(&self) -> impl Iterator<Item = &Item> + '_ {
         self.slots.iter().flat_map(|slot| slot.held.iter())
@@ -511,12 +528,20 @@ mod tests {
     #[test]
     fn remembers_which_slots_ran_this_run() {
         let mut pool = Pool::new(2, 64);
-        assert!(!pool.slot(0).ran && !pool.slot(1).ran);
+        assert_eq!(pool.first_unstarted(2), Some(0));
         pool.started(0, 42);
+        assert_eq!(pool.first_unstarted(2), Some(1));
+        assert_eq!(pool.replaceable(2).count(), 0);
         pool.reaped(0, 0);
-        assert!(pool.slot(0).ran, "a reaped slot is replaced, not started");
-        assert!(!pool.slot(1).ran);
+        assert_eq!(
+            pool.replaceable(2).collect::<Vec<_>>(),
+            [0],
+            "reaped: replaced"
+        );
+        assert_eq!(pool.first_unstarted(2), Some(1), "not started again");
+        assert_eq!(pool.first_unstarted(1), None);
+        pool.started(1, 43);
         pool.add_slot();
-        assert!(!pool.slot(2).ran);
+        assert_eq!(pool.first_unstarted(3), Some(2));
     }
 }

@@ -612,10 +612,10 @@ pub fn pump(ruby: &Ruby, master: &Master) -> Result<(), Error> {
         return Err(fatal_error(ruby, master, fatal));
     }
     let timeout = master.options().timeout;
-    // While workers are still to start, the wait is only a look.
-    let starting = supervisor::never_started(ruby, master)?.is_some()
-        && with_loop(ruby, master, |lp| lp.should_respawn())?;
+    let limit = master.worker_count();
     let prepared = with_loop(ruby, master, |lp| {
+        // While workers are still to start, the wait is only a look.
+        let starting = lp.should_respawn() && lp.pool.first_unstarted(limit).is_some();
         // Batched items go out before the wait.
         for link in lp.links.iter_mut().flatten() {
             if link.has_queued() {

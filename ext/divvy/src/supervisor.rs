@@ -15,7 +15,7 @@ use crate::master::{bump, Master};
 use crate::nogvl::without_gvl;
 use crate::outcome::{item_failed, label, Cause};
 use crate::pool::SlotState;
-use crate::run_loop::{fatal_error, handle, with_loop, Fatal, RunLoop, REAP_INTERVAL};
+use crate::run_loop::{fatal_error, handle, with_loop, Fatal, REAP_INTERVAL};
 use crate::signals::{self, Stop};
 use crate::stdio::say;
 use crate::title;
@@ -254,61 +254,39 @@ pub fn resize(ruby: &Ruby, master: &Master) -> Result<(), Error> {
 ///
 /// Raises what `spawn` raises.
 pub fn respawn(ruby: &Ruby, master: &Master) -> Result<(), Error> {
-    let down = down_slots(ruby, master, RunLoop::should_respawn)?;
-    let mut started_new = false;
-    for (slot, replacing) in down {
-        if replacing {
-            spawn(ruby, master, slot)?;
-            let stats = master.stats();
-            bump(&stats.respawned, 1);
-        } else if !started_new {
-            spawn(ruby, master, slot)?;
-            started_new = true;
+    let limit = master.worker_count();
+    let (replaceable, unstarted) = with_loop(ruby, master, |lp| {
+        if !lp.should_respawn() {
+            return (Vec::new(), None);
         }
+        let replaceable = lp.pool.replaceable(limit).collect();
+        (replaceable, lp.pool.first_unstarted(limit))
+    })?;
+    for slot in replaceable {
+        spawn(ruby, master, slot)?;
+        let stats = master.stats();
+        bump(&stats.respawned, 1);
+    }
+    if let Some(slot) = unstarted {
+        spawn(ruby, master, slot)?;
     }
     Ok(())
 }
 
 /// Starts every worker that never ran, so each of the pool's workers runs
 /// at least once even when `dispatch` yielded fewer items than there are
-/// workers.
+/// workers. Starts none once the run is stopping.
 ///
 /// Raises what `spawn` raises.
 pub fn start_remaining(ruby: &Ruby, master: &Master) -> Result<(), Error> {
-    while let Some(slot) = never_started(ruby, master)? {
+    let limit = master.worker_count();
+    while let Some(slot) = with_loop(ruby, master, |lp| {
+        let going_on = lp.stop == Stop::No && lp.fatal.is_none() && !lp.closing;
+        going_on.then(|| lp.pool.first_unstarted(limit)).flatten()
+    })? {
         spawn(ruby, master, slot)?;
     }
     Ok(())
-}
-
-/// Returns the first slot whose worker never ran, if any; `None` as well
-/// once the run is stopping.
-pub fn never_started(ruby: &Ruby, master: &Master) -> Result<Option<usize>, Error> {
-    let running_on = |lp: &RunLoop| lp.stop == Stop::No && lp.fatal.is_none() && !lp.closing;
-    Ok(down_slots(ruby, master, running_on)?
-        .into_iter()
-        .find(|(_, replacing)| !replacing)
-        .map(|(slot, _)| slot))
-}
-
-/// The slots without a process, each with true when a process ran there
-/// during this run (it is then a replacement that is due); none unless
-/// `when` holds for the run.
-fn down_slots(
-    ruby: &Ruby,
-    master: &Master,
-    when: impl FnOnce(&RunLoop) -> bool,
-) -> Result<Vec<(usize, bool)>, Error> {
-    with_loop(ruby, master, |lp| {
-        if !when(lp) {
-            return Vec::new();
-        }
-        (0..lp.pool.len().min(master.worker_count()))
-            .map(|slot| (slot, lp.pool.slot(slot)))
-            .filter(|(_, state)| state.state == SlotState::Down)
-            .map(|(slot, state)| (slot, state.ran))
-            .collect()
-    })
 }
 
 /// Stops every live worker: TERM, a grace period, then KILL; reaps them
