@@ -46,6 +46,19 @@ RSpec.describe Divvy::Master do
       expect([master.tasks_distributed, master.failures, master.spawn_count]).to eq([0, 0, 0])
     end
 
+    it 'keeps its workers alive through a garbage collection while it is made' do
+      result = ruby_code(<<~RUBY)
+        require 'divvy'
+        class Idle; include Divvy::Parallelizable; def dispatch; end; def perform; end; end
+        GC.stress = true
+        master = Divvy::Master.new(Idle.new, 8)
+        GC.stress = false
+        GC.start
+        p master.workers.map(&:number)
+      RUBY
+      expect(result.stdout).to eq("[1, 2, 3, 4, 5, 6, 7, 8]\n"), result.stderr
+    end
+
     it 'takes verbose as a third argument' do
       expect(described_class.new(recording_task_class.new('/x', 0), 1, true).verbose).to be(true)
     end

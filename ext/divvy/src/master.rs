@@ -95,7 +95,7 @@ impl Master {
     /// Raises `Divvy::Error` when `task` lacks `dispatch` or a perform
     /// method, `worker_count` is not a positive Integer, or an option is out
     /// of range; `ArgumentError` for an unknown keyword.
-    fn new(ruby: &Ruby, args: &[Value]) -> Result<Master, Error> {
+    fn new(ruby: &Ruby, args: &[Value]) -> Result<Obj<Master>, Error> {
         let args = scan_args::<(Value, Value), (Option<Value>,), (), (), RHash, ()>(args)?;
         let (task, count) = args.required;
         let (verbose,) = args.optional;
@@ -153,10 +153,18 @@ impl Master {
                     ),
                 )
             })? as usize;
-        let workers = (1..=worker_count)
-            .map(|number| worker::wrap(ruby, number).into())
-            .collect();
-        Ok(Master {
+        // The workers are held in a Rust Vec, which the GC does not see,
+        // until the Master object is made and marks them; meanwhile each
+        // allocation may run the GC, so an Array on this stack keeps them.
+        let keep = ruby.ary_new_capa(worker_count);
+        let keep_raw = magnus::rb_sys::AsRawValue::as_raw(keep);
+        let mut workers = Vec::with_capacity(worker_count);
+        for number in 1..=worker_count {
+            let worker = worker::wrap(ruby, number);
+            keep.push(worker)?;
+            workers.push(worker.into());
+        }
+        let master = ruby.obj_wrap(Master {
             task: task.into(),
             workers: RefCell::new(workers),
             worker_count: Cell::new(worker_count),
@@ -166,7 +174,9 @@ impl Master {
             shutdown_requested: Cell::new(false),
             running: Cell::new(false),
             run_loop: RefCell::new(None),
-        })
+        });
+        let _ = rb_sys::rb_gc_guard!(keep_raw);
+        Ok(master)
     }
 
     /// Master#run: forks the workers, calls the task's `dispatch` and sends
