@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require 'divvy/version'
+require 'divvy/errors'
 
 # Load the native core: a versioned build (as in a precompiled gem) when
 # there is one, the plain build otherwise.

@@ -1,43 +1,36 @@
-//! divvy's native core: a forking parallel task runner for Ruby. Each module
-//! is one concept; `init` binds the Ruby classes in order.
+//! divvy's native extension: a forking parallel task runner for Ruby.
+//! The layers, from the top:
+//!
+//! - `ruby`: the bindings of the Ruby classes (`Divvy::Master`,
+//!   `Divvy::Worker`);
+//! - `master`: one run as the master process sees it, carrying out the
+//!   engine's decisions with Ruby (hooks, forks, reports, signals);
+//! - `worker`: the forked process's side: boot, take an item, perform it,
+//!   answer, leave;
+//! - `marshal`: Ruby values to and from Marshal dumps;
+//! - `vm`: what divvy asks of the Ruby VM (errors, stdio, the GVL, titles,
+//!   the GC).
+//!
+//! Below them is the Ruby-free crate `divvy_core` (the engine's decisions,
+//! the wire, plain Marshal, the operating system). Dependencies run one way,
+//! down this list.
 
-mod answers;
-mod arity;
-mod child;
-mod errors;
-mod exit;
-mod heap;
-mod link;
 mod marshal;
 mod master;
-mod meter;
-mod nogvl;
-mod options;
-mod outbox;
-mod outcome;
-mod pace;
-mod payload;
-mod plain_marshal;
-mod pool;
-mod progress;
-mod protocol;
-mod run_loop;
-mod signals;
-mod stdio;
-mod supervisor;
-mod title;
-mod wake;
+mod ruby;
+mod vm;
 mod worker;
 
 use magnus::{Error, Ruby};
 
-/// Called by Ruby when `divvy.so` is required: defines `Divvy::Error`,
-/// `Divvy::Worker` and `Divvy::Master`.
+/// Called by Ruby when `divvy.so` is required: looks up divvy's error
+/// classes (defined in Ruby), then defines `Divvy::Worker` and
+/// `Divvy::Master`.
 #[magnus::init]
 fn init(ruby: &Ruby) -> Result<(), Error> {
     let divvy = ruby.define_module("Divvy")?;
-    errors::init(ruby, divvy)?;
-    worker::init(ruby, divvy)?;
-    master::init(ruby, divvy)?;
+    vm::errors::init(ruby, divvy)?;
+    ruby::worker::init(ruby, divvy)?;
+    ruby::master::init(ruby, divvy)?;
     Ok(())
 }

@@ -1,0 +1,177 @@
+//! What a worker's answers mean: booted, performed (with a result or
+//! without), raised, or leaving with items it never started.
+
+use std::io;
+
+use super::item::Item;
+use super::report::Cause;
+use super::worker::Answer;
+use super::{Action, Engine};
+use crate::wire::frame::Frame;
+
+impl Engine {
+    /// Reads what worker `index` has sent so far and settles each answer.
+    ///
+    /// Returns the OS error of a failed read.
+    pub fn read_answers(&mut self, index: usize, actions: &mut Vec<Action>) -> io::Result<()> {
+        let Some(link) = self.pool.worker_mut(index).link_mut() else {
+            return Ok(());
+        };
+        link.receive()?;
+        let mut handed_back = Vec::new();
+        loop {
+            let next = self
+                .pool
+                .worker_mut(index)
+                .link_mut()
+                .map(|link| link.next_frame());
+            match next {
+                Some(Ok(Some(Frame::Bye))) => {
+                    handed_back.extend(self.pool.worker_mut(index).said_bye());
+                }
+                Some(Ok(Some(frame))) => self.on_frame(index, frame, actions),
+                Some(Err(error)) => {
+                    self.broken(index, &format!("sent a malformed frame ({error})"), actions);
+                    break;
+                }
+                Some(Ok(None)) | None => break,
+            }
+        }
+        self.hand_back(handed_back);
+        Ok(())
+    }
+
+    /// Settles one answer of worker `index`.
+    fn on_frame(&mut self, index: usize, frame: Frame, actions: &mut Vec<Action>) {
+        let (failure, result) = match frame {
+            Frame::Ready => {
+                self.pool.worker_mut(index).booted();
+                self.boot_deaths_in_a_row = 0;
+                return;
+            }
+            Frame::Done => (None, None),
+            Frame::Result(result) => (None, Some(result)),
+            Frame::Failed(failure) => (Some(failure), None),
+            Frame::Item(_) | Frame::Bye => {
+                return self.broken(index, "sent an item frame to the master", actions)
+            }
+        };
+        match self.pool.worker_mut(index).answer(failure) {
+            Ok(Answer::Performed(item)) => {
+                self.board.performed.add(1);
+                match result {
+                    Some(result) => actions.push(Action::Completed { item, result }),
+                    None => self.recycle(item.payload),
+                }
+            }
+            Ok(Answer::Failed(item, failure)) => {
+                let who = self.pool.worker(index).who();
+                self.fail_item(who, item, Cause::Raised(failure), actions);
+            }
+            Err(_) => self.broken(index, "answered for an item it does not hold", actions),
+        }
+    }
+
+    /// Reports worker `index` for breaking the protocol, and kills it.
+    fn broken(&mut self, index: usize, problem: &str, actions: &mut Vec<Action>) {
+        let worker = self.pool.worker(index);
+        actions.push(Action::Say(format!(
+            "{}: {problem}; killing it",
+            worker.who()
+        )));
+        if let Some(pid) = worker.pid() {
+            actions.push(Action::Signal {
+                pid,
+                signal: libc::SIGKILL,
+            });
+        }
+    }
+
+    /// Puts items that were never started back at the head of the queue, in
+    /// their order.
+    pub(super) fn hand_back(&mut self, items: Vec<Item>) {
+        for item in items.into_iter().rev() {
+            self.queue.push_front(item);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::options::RunOptions;
+    use crate::engine::tests::booted;
+    use crate::engine::worker::tests::{at, item};
+    use crate::wire::frame::Failure;
+
+    fn hold(engine: &mut Engine, index: usize, items: &[u64]) {
+        for number in items {
+            engine.pool.worker_mut(index).assign(item(*number), at(0));
+        }
+    }
+
+    #[test]
+    fn counts_performed_items_and_hands_results_over() {
+        let mut engine = booted(1, RunOptions::default());
+        hold(&mut engine, 0, &[0, 1]);
+        let mut actions = Vec::new();
+        engine.on_frame(0, Frame::Done, &mut actions);
+        engine.on_frame(0, Frame::Result(vec![4, 8, b'0']), &mut actions);
+        assert_eq!(engine.board.performed.get(), 2);
+        assert_eq!(
+            actions,
+            [Action::Completed {
+                item: item(1),
+                result: vec![4, 8, b'0']
+            }]
+        );
+    }
+
+    #[test]
+    fn a_raised_item_fails_or_is_retried() {
+        let options = RunOptions {
+            retries: 1,
+            ..RunOptions::default()
+        };
+        let mut engine = booted(1, options);
+        hold(&mut engine, 0, &[7]);
+        let mut actions = Vec::new();
+        engine.on_frame(0, Frame::Failed(Failure::default()), &mut actions);
+        assert!(matches!(
+            &actions[..],
+            [Action::Failed { retry: Some(retry), .. }] if retry.attempt == 2 && retry.of == 2
+        ));
+        assert_eq!(engine.queue.front().map(|item| item.attempt), Some(2));
+        assert_eq!(
+            (engine.board.failures.get(), engine.board.retried.get()),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn an_answer_for_nothing_held_kills_the_worker() {
+        let mut engine = booted(1, RunOptions::default());
+        let mut actions = Vec::new();
+        engine.on_frame(0, Frame::Done, &mut actions);
+        assert_eq!(
+            actions,
+            [
+                Action::Say(String::from(
+                    "worker 1 (pid 100): answered for an item it does not hold; killing it"
+                )),
+                Action::Signal {
+                    pid: 100,
+                    signal: libc::SIGKILL
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn booting_resets_the_count_of_boot_deaths() {
+        let mut engine = booted(1, RunOptions::default());
+        engine.boot_deaths_in_a_row = 2;
+        engine.on_frame(0, Frame::Ready, &mut Vec::new());
+        assert_eq!(engine.boot_deaths_in_a_row, 0);
+    }
+}

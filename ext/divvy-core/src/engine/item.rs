@@ -1,0 +1,28 @@
+//! One unit of work as the master holds it.
+
+use crate::wire::payload::Payload;
+
+/// One dispatched item: where it came in dispatch order, its Marshal dump
+/// and which try this is. The master holds it until it is settled, so that
+/// a worker's death or a retry can send it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// Zero-based position of the item among those this master sent, in
+    /// the order `dispatch` yielded them.
+    pub index: u64,
+    /// The Marshal dump of the argument array.
+    pub payload: Payload,
+    /// Which try this is: 1 for the first, 2 for the first retry.
+    pub attempt: u32,
+}
+
+impl Item {
+    /// Returns the first try of the item at `index` carrying `payload`.
+    pub fn new(index: u64, payload: Payload) -> Item {
+        Item {
+            index,
+            payload,
+            attempt: 1,
+        }
+    }
+}

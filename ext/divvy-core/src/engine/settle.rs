@@ -1,0 +1,248 @@
+//! What a worker's exit means for what it held, what a failure means for
+//! its item (another try, or the end), and when workers that keep dying
+//! before they boot stop the run.
+
+use super::exit::Exit;
+use super::item::Item;
+use super::report::{Cause, Who};
+use super::worker::Phase;
+use super::{Action, Engine, Fatal, Retry};
+
+/// Workers dying before they boot, in a row, that stop the run: this many,
+/// or the worker count when it is larger.
+const BOOT_DEATHS_LIMIT: usize = 3;
+
+impl Engine {
+    /// Settles worker `index`, whose process was reaped having ended as
+    /// `exit`: the item it was performing fails (or is tried again), items
+    /// it finished count as performed, items it never started go back to
+    /// the queue, and the report says how it ended. Read its last answers
+    /// first (`read_answers`), so that an item it answered is not taken for
+    /// lost.
+    pub fn on_exit(&mut self, index: usize, exit: Exit, actions: &mut Vec<Action>) {
+        let worker = self.pool.worker_mut(index);
+        let who = worker.who();
+        let expected = worker.phase() == Phase::Leaving && !worker.timed_out();
+        let finished = worker.final_count();
+        let departure = worker.reaped(finished);
+        self.hand_back(departure.unstarted);
+        self.board.performed.add(departure.finished.len() as u64);
+        let during_boot = departure.phase == Phase::Booting;
+        if let Some(item) = departure.performing {
+            let cause = match self.options.timeout {
+                Some(timeout) if departure.timed_out => Cause::TimedOut(timeout),
+                _ => Cause::Died(exit),
+            };
+            self.fail_item(who, item, cause, actions);
+        } else if during_boot {
+            self.died_booting(who, exit, actions);
+        } else if !expected && !departure.timed_out && !exit.is_clean() {
+            self.board.failures.add(1);
+            actions.push(Action::Say(format!("{who} {}", exit.describe())));
+        } else {
+            actions.push(Action::Notice(format!("{who} {}", exit.describe())));
+        }
+    }
+
+    /// Settles worker `index`, reaped while the run stops at once: what it
+    /// held is dropped unreported, as the run ends without it.
+    pub fn forget(&mut self, index: usize) {
+        let worker = self.pool.worker_mut(index);
+        let finished = worker.final_count();
+        worker.reaped(finished);
+    }
+
+    /// Counts a worker that died before it was ready, and makes the run
+    /// fatal once too many did in a row.
+    fn died_booting(&mut self, who: Who, exit: Exit, actions: &mut Vec<Action>) {
+        self.boot_deaths_in_a_row += 1;
+        self.board.failures.add(1);
+        actions.push(Action::Say(format!(
+            "{who} {} before it was ready",
+            exit.describe()
+        )));
+        let deaths = self.boot_deaths_in_a_row;
+        if deaths >= self.board.worker_count().max(BOOT_DEATHS_LIMIT) {
+            self.fatal = Some(Fatal::BootFailure(format!(
+                "workers failed to boot: {deaths} in a row died before they were ready, the last {who} {}",
+                exit.describe()
+            )));
+        }
+    }
+
+    /// Counts a failure of `item` on worker `who` and decides: the item is
+    /// queued for another try while retries remain; otherwise it finally
+    /// failed. Either way the master reports it.
+    pub(super) fn fail_item(
+        &mut self,
+        who: Who,
+        item: Item,
+        cause: Cause,
+        actions: &mut Vec<Action>,
+    ) {
+        self.board.failures.add(1);
+        let retries = self.options.retries;
+        let retry = (item.attempt <= retries).then(|| Retry {
+            attempt: item.attempt + 1,
+            of: retries.saturating_add(1),
+        });
+        match retry {
+            Some(retry) => {
+                self.board.retried.add(1);
+                let mut again = item.clone();
+                again.attempt = retry.attempt;
+                self.queue.push_back(again);
+            }
+            None => self.board.failed.add(1),
+        }
+        actions.push(Action::Failed {
+            who,
+            item,
+            cause,
+            retry,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::options::RunOptions;
+    use crate::engine::tests::{booted, engine};
+    use crate::engine::worker::tests::{at, item};
+    use std::time::Duration;
+
+    #[test]
+    fn a_death_fails_the_item_being_performed_and_hands_back_the_rest() {
+        let mut engine = booted(1, RunOptions::default());
+        let worker = engine.pool.worker_mut(0);
+        worker.assign(item(0), at(0));
+        worker.assign(item(1), at(0));
+        let mut actions = Vec::new();
+        engine.on_exit(0, Exit::Signaled(9), &mut actions);
+        assert!(matches!(
+            &actions[..],
+            [Action::Failed { item: failed, cause: Cause::Died(Exit::Signaled(9)), retry: None, .. }]
+                if failed.index == 0
+        ));
+        assert_eq!(
+            engine
+                .queue
+                .iter()
+                .map(|item| item.index)
+                .collect::<Vec<_>>(),
+            [1]
+        );
+        assert_eq!(
+            (engine.board.failed.get(), engine.board.failures.get()),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn a_timed_out_item_says_so() {
+        let options = RunOptions {
+            timeout: Some(Duration::from_millis(500)),
+            ..RunOptions::default()
+        };
+        let mut engine = booted(1, options);
+        engine.pool.worker_mut(0).assign(item(3), at(0));
+        engine.pool.worker_mut(0).time_out();
+        let mut actions = Vec::new();
+        engine.on_exit(0, Exit::Signaled(15), &mut actions);
+        assert!(matches!(
+            &actions[..],
+            [Action::Failed { cause: Cause::TimedOut(timeout), .. }] if *timeout == Duration::from_millis(500)
+        ));
+    }
+
+    #[test]
+    fn items_are_tried_again_up_to_the_retries() {
+        let options = RunOptions {
+            retries: 2,
+            ..RunOptions::default()
+        };
+        let mut engine = booted(1, options);
+        let who = engine.pool.worker(0).who();
+        let mut actions = Vec::new();
+        engine.fail_item(who, item(5), Cause::Died(Exit::Exited(1)), &mut actions);
+        let again = engine.queue.pop_front().unwrap();
+        assert_eq!(again.attempt, 2);
+        engine.fail_item(who, again, Cause::Died(Exit::Exited(1)), &mut actions);
+        let third = engine.queue.pop_front().unwrap();
+        assert_eq!(third.attempt, 3);
+        engine.fail_item(who, third, Cause::Died(Exit::Exited(1)), &mut actions);
+        assert!(engine.queue.is_empty());
+        let retries: Vec<_> = actions
+            .iter()
+            .map(|action| match action {
+                Action::Failed { item, retry, .. } => {
+                    (item.attempt, retry.map(|r| (r.attempt, r.of)))
+                }
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(retries, [(1, Some((2, 3))), (2, Some((3, 3))), (3, None)]);
+        assert_eq!(
+            (
+                engine.board.failures.get(),
+                engine.board.retried.get(),
+                engine.board.failed.get()
+            ),
+            (3, 2, 1)
+        );
+    }
+
+    #[test]
+    fn workers_dying_in_boot_stop_the_run_after_enough_in_a_row() {
+        let mut engine = engine(2, RunOptions::default());
+        let mut actions = Vec::new();
+        for round in 1..=3 {
+            engine.started(0, 50 + round, None);
+            engine.on_exit(0, Exit::Exited(3), &mut actions);
+            assert_eq!(engine.fatal().is_some(), round == 3, "round {round}");
+        }
+        assert_eq!(
+            engine.fatal(),
+            Some(&Fatal::BootFailure(String::from(
+                "workers failed to boot: 3 in a row died before they were ready, \
+                 the last worker 1 (pid 53) exited with status 3"
+            )))
+        );
+        assert_eq!(
+            actions[0],
+            Action::Say(String::from(
+                "worker 1 (pid 51) exited with status 3 before it was ready"
+            ))
+        );
+    }
+
+    #[test]
+    fn an_expected_exit_is_only_a_notice_and_an_unexpected_one_a_failure() {
+        let mut engine = booted(2, RunOptions::default());
+        let mut actions = Vec::new();
+        engine.pool.worker_mut(0).leave();
+        engine.on_exit(0, Exit::Exited(0), &mut actions);
+        engine.on_exit(1, Exit::Exited(2), &mut actions);
+        assert_eq!(
+            actions,
+            [
+                Action::Notice(String::from("worker 1 (pid 100) exited with status 0")),
+                Action::Say(String::from("worker 2 (pid 101) exited with status 2")),
+            ]
+        );
+        assert_eq!(engine.board.failures.get(), 1);
+    }
+
+    #[test]
+    fn finished_items_whose_answers_died_count_as_performed() {
+        let mut engine = booted(1, RunOptions::default());
+        let worker = engine.pool.worker_mut(0);
+        worker.assign(item(0), at(0));
+        worker.assign(item(1), at(0));
+        worker.observe(1, at(1));
+        engine.on_exit(0, Exit::Signaled(9), &mut Vec::new());
+        assert_eq!(engine.board.performed.get(), 1);
+        assert_eq!(engine.board.failed.get(), 1);
+    }
+}

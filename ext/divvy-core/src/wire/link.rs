@@ -1,0 +1,334 @@
+//! The channels between the master and one worker process: the item pipe
+//! (master to worker), the answer pipe (worker to master), the shared
+//! counter of finished items and, while a progress bar is drawn, a pipe for
+//! each of the worker's stdout and stderr. The master's ends are
+//! non-blocking so it never waits on a single worker: frames it sends queue
+//! in an outbox flushed when the pipe has room, and frames it receives are
+//! reassembled by a `Decoder`. Every pipe closes on `exec`.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+
+use super::counter::Counter;
+use super::decoder::{Decoder, READ_CHUNK};
+use super::frame::{item_header, Frame, ProtocolError};
+use super::outbox::{write_parts, Outbox};
+use super::payload::Payload;
+use crate::os;
+
+/// The master's ends of one worker's pipes.
+#[derive(Debug)]
+pub struct Link {
+    item_tx: Option<OwnedFd>,
+    answer_rx: OwnedFd,
+    outbox: Outbox,
+    decoder: Decoder,
+    closing: bool,
+    hung_up: bool,
+    counter: Counter,
+    output: Vec<(RawFd, OwnedFd)>,
+}
+
+/// The worker's ends of its pipes, blocking.
+#[derive(Debug)]
+pub struct WorkerEnds {
+    /// Where the worker reads `Item` frames.
+    pub item_rx: OwnedFd,
+    /// Where the worker writes its answers.
+    pub answer_tx: OwnedFd,
+    /// Pipes to put in place of the worker's stdout (1) and stderr (2),
+    /// when the master prints the worker's output itself.
+    pub output_tx: Vec<(RawFd, OwnedFd)>,
+}
+
+/// The size asked for an item pipe (Linux's default limit for users).
+const PIPE_SIZE: usize = 1024 * 1024;
+
+/// Bytes queued for a worker past which the master writes them at once.
+const OUTBOX_FLUSH_BYTES: usize = 64 * 1024;
+
+/// Opens the pipes and the counter for a new worker; with
+/// `capture_output`, also pipes for its stdout and stderr.
+///
+/// Returns the master's ends and the worker's ends, or the OS error when the
+/// process is out of descriptors or memory.
+pub fn open(capture_output: bool) -> io::Result<(Link, WorkerEnds)> {
+    let mut output = Vec::new();
+    let mut output_tx = Vec::new();
+    if capture_output {
+        for stream in [1, 2] {
+            let (rx, tx) = os::pipe()?;
+            set_nonblocking(&rx)?;
+            output.push((stream, rx));
+            output_tx.push((stream, tx));
+        }
+    }
+    let (item_rx, item_tx) = os::pipe()?;
+    let (answer_rx, answer_tx) = os::pipe()?;
+    os::enlarge_pipe(item_tx.as_fd(), PIPE_SIZE);
+    set_nonblocking(&item_tx)?;
+    set_nonblocking(&answer_rx)?;
+    let link = Link {
+        item_tx: Some(item_tx),
+        answer_rx,
+        outbox: Outbox::default(),
+        decoder: Decoder::new(),
+        closing: false,
+        hung_up: false,
+        counter: Counter::new()?,
+        output,
+    };
+    Ok((
+        link,
+        WorkerEnds {
+            item_rx,
+            answer_tx,
+            output_tx,
+        },
+    ))
+}
+
+/// Payloads this large are written straight from the item, not copied
+/// into the outbox first.
+const DIRECT_WRITE_BYTES: usize = 64 * 1024;
+
+/// Makes `fd` non-blocking.
+pub fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
+    let flags = OFlag::from_bits_retain(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+impl Link {
+    /// Queues an `Item` frame carrying `payload`; `flush` sends it. A large
+    /// payload of owned bytes is written at once, straight from `payload`,
+    /// when nothing is queued before it; only what the pipe does not take
+    /// is copied. Referenced bytes are spliced, not copied (see `Outbox`).
+    ///
+    /// Returns the OS error of a failed write.
+    pub fn queue_item(&mut self, payload: &Payload) -> io::Result<()> {
+        let header = item_header(payload.len());
+        let direct = payload.len() >= DIRECT_WRITE_BYTES && !payload.has_references();
+        if direct {
+            self.flush()?;
+        }
+        let written = match &self.item_tx {
+            Some(item_tx) if direct && !self.has_queued() => {
+                match write_parts(item_tx.as_fd(), [&header, &payload.to_bytes()]) {
+                    Ok(written) => written,
+                    Err(Errno::EAGAIN) => 0,
+                    Err(Errno::EPIPE) => {
+                        self.item_tx = None;
+                        return Ok(());
+                    }
+                    Err(errno) => return Err(errno.into()),
+                }
+            }
+            _ => 0,
+        };
+        if written < header.len() + payload.len() {
+            self.outbox.queue(&header, payload, written);
+        }
+        Ok(())
+    }
+
+    /// Items queued and not yet written in full.
+    pub fn queued_items(&self) -> usize {
+        self.outbox.items()
+    }
+
+    /// True when enough is queued that it should be written now rather than
+    /// batched with more.
+    pub fn outbox_full(&self) -> bool {
+        self.outbox.pending_bytes() >= OUTBOX_FLUSH_BYTES
+    }
+
+    /// True when queued bytes wait to be written.
+    pub fn has_queued(&self) -> bool {
+        self.item_tx.is_some() && !self.outbox.is_empty()
+    }
+
+    /// The worker's counter of finished items, which the worker bumps.
+    pub fn counter(&self) -> &Counter {
+        &self.counter
+    }
+
+    /// Writes as much of the outbox as the pipe takes without blocking, and
+    /// closes the item pipe once the outbox is empty if `close_items` asked
+    /// for it. A worker that is gone (`EPIPE`) drops the outbox: its items are
+    /// accounted for when it is reaped.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(item_tx) = &self.item_tx {
+            match self.outbox.write_to(item_tx.as_fd()) {
+                Ok(()) if !self.outbox.is_empty() => return Ok(()),
+                Ok(()) => {}
+                Err(Errno::EPIPE) => self.item_tx = None,
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+        self.outbox.clear();
+        if self.closing {
+            self.item_tx = None;
+        }
+        Ok(())
+    }
+
+    /// Asks for the item pipe to be closed once the outbox is sent, so the
+    /// worker reads end-of-file after its last item and exits.
+    pub fn close_items(&mut self) -> io::Result<()> {
+        self.closing = true;
+        self.flush()
+    }
+
+    /// Reads everything the worker has written so far into the decoder.
+    /// Records end-of-file, after which `hung_up` is true.
+    pub fn receive(&mut self) -> io::Result<()> {
+        while !self.hung_up {
+            match self.decoder.read_from(self.answer_rx.as_fd()) {
+                Ok(0) => self.hung_up = true,
+                Ok(count) if count < READ_CHUNK => return Ok(()),
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return Ok(()),
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the next complete frame received, if any.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, ProtocolError> {
+        self.decoder.next_frame()
+    }
+
+    /// True once the worker's end of the answer pipe is closed: the worker
+    /// has exited (or closed it, which it never does while alive).
+    pub fn hung_up(&self) -> bool {
+        self.hung_up
+    }
+
+    /// The answer pipe, to poll for reading.
+    pub fn answer_fd(&self) -> BorrowedFd<'_> {
+        self.answer_rx.as_fd()
+    }
+
+    /// The item pipe while it is open, to poll for writing.
+    pub fn item_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.item_tx.as_ref().map(AsFd::as_fd)
+    }
+
+    /// The descriptors a forked worker must close: the master's ends.
+    pub fn raw_fds(&self) -> Vec<RawFd> {
+        let mut fds = vec![self.answer_rx.as_raw_fd()];
+        fds.extend(self.item_tx.as_ref().map(AsRawFd::as_raw_fd));
+        fds.extend(self.output.iter().map(|(_, fd)| fd.as_raw_fd()));
+        fds
+    }
+
+    /// The pipes carrying the worker's output, each with its index for
+    /// `relay_output`, to poll for reading.
+    pub fn output_fds(&self) -> impl Iterator<Item = (usize, BorrowedFd<'_>)> {
+        self.output
+            .iter()
+            .enumerate()
+            .map(|(index, (_, fd))| (index, fd.as_fd()))
+    }
+
+    /// Reads what the worker wrote to output pipe `index` and hands it to
+    /// `print` with its stream (1 or 2); closes the pipe at end-of-file.
+    pub fn relay_output(&mut self, index: usize, mut print: impl FnMut(RawFd, &[u8])) {
+        let Some((stream, fd)) = self.output.get(index) else {
+            return;
+        };
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            match nix::unistd::read(fd, &mut buffer) {
+                Ok(0) => {
+                    self.output[index].0 = -1;
+                    break;
+                }
+                Ok(count) => print(*stream, &buffer[..count]),
+                Err(Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+        self.output.retain(|(stream, _)| *stream >= 0);
+    }
+
+    /// Writes out whatever the worker's output pipes still hold; used once
+    /// the worker is gone.
+    pub fn drain_output(&mut self, mut print: impl FnMut(RawFd, &[u8])) {
+        while !self.output.is_empty() {
+            let before = self.output.len();
+            self.relay_output(0, &mut print);
+            if self.output.len() == before {
+                // Nothing more now (a grandchild may still hold the pipe).
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::frame::Frame;
+    use nix::unistd::{read, write};
+
+    fn read_all(fd: &OwnedFd) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            match read(fd, &mut buffer) {
+                Ok(0) => return bytes,
+                Ok(count) => bytes.extend_from_slice(&buffer[..count]),
+                Err(errno) => panic!("read failed: {errno}"),
+            }
+        }
+    }
+
+    #[test]
+    fn sends_an_item_larger_than_the_pipe_in_pieces() {
+        let (mut link, ends) = open(false).unwrap();
+        let payload = vec![3u8; 1024 * 1024];
+        link.queue_item(&Payload::from(payload.clone())).unwrap();
+        link.flush().unwrap();
+        assert!(link.has_queued(), "a 1 MB frame cannot fit a pipe at once");
+        let reader = std::thread::spawn(move || read_all(&ends.item_rx));
+        while link.has_queued() {
+            link.flush().unwrap();
+            std::thread::yield_now();
+        }
+        link.close_items().unwrap();
+        let received = reader.join().unwrap();
+        assert_eq!(received, Frame::Item(payload).encode());
+    }
+
+    #[test]
+    fn receives_frames_and_sees_the_worker_hang_up() {
+        let (mut link, ends) = open(false).unwrap();
+        let mut bytes = Frame::Ready.encode();
+        Frame::Done.encode_into(&mut bytes);
+        write(&ends.answer_tx, &bytes).unwrap();
+        drop(ends);
+        // A short read returns at once; end-of-file shows on the next one,
+        // as it does when poll reports the pipe readable again.
+        link.receive().unwrap();
+        link.receive().unwrap();
+        assert_eq!(link.next_frame().unwrap(), Some(Frame::Ready));
+        assert_eq!(link.next_frame().unwrap(), Some(Frame::Done));
+        assert_eq!(link.next_frame().unwrap(), None);
+        assert!(link.hung_up());
+    }
+
+    #[test]
+    fn a_vanished_worker_does_not_fail_the_master() {
+        let (mut link, ends) = open(false).unwrap();
+        drop(ends);
+        link.queue_item(&Payload::from(b"item".to_vec())).unwrap();
+        link.flush().unwrap();
+        assert!(!link.has_queued());
+    }
+}

@@ -1,0 +1,145 @@
+//! Marshal dumps and loads of the values that cross the pipes. Plain items
+//! (see `divvy_core::plain`) are dumped by walking them in Rust (`walk`)
+//! and large ones read back the same way (`build`); everything else goes
+//! through Ruby's own Marshal.
+
+mod build;
+mod walk;
+
+use magnus::{
+    prelude::*,
+    rb_sys::{protect, AsRawValue, FromRawValue},
+    Error, RArray, RString, Ruby, Value,
+};
+
+use divvy_core::plain::{dump_into, parse, Encoding, Plain};
+use divvy_core::wire::payload::Payload;
+
+use crate::vm::gc::GcPause;
+
+/// Strings at least this long are referenced by a payload, not copied.
+pub const LARGE_STRING: usize = 64 * 1024;
+
+/// Dumps the argument list `args` as a Marshal dump of an Array into
+/// `buffer` (cleared first; pass a recycled one to spare an allocation).
+/// Large plain Strings are not copied: the payload refers to a frozen
+/// snapshot of each, which shares the String's bytes (Ruby copies them only
+/// should the String be changed later), so what is sent is the item as it
+/// was yielded.
+///
+/// Returns the payload; raises what `Marshal.dump` raises (`TypeError` for
+/// a Proc, an IO or a singleton).
+pub fn dump_args(ruby: &Ruby, args: &[Value], buffer: Vec<u8>) -> Result<Payload, Error> {
+    let mut out = Payload::from_buffer(buffer);
+    let mut walk = walk::Walk::default();
+    let mut described = walk.describe(ruby, args);
+    let mut gc_paused = None;
+    if described.is_some() && !walk.unfrozen.is_empty() {
+        // The Strings found are held here as raw VALUEs, which a compacting
+        // GC could move, so the GC waits until the snapshots are made (and
+        // registered) and the dump written. Snapshots allocate, so the
+        // description is made again afterwards rather than trusted across
+        // them.
+        drop(described);
+        gc_paused = Some(GcPause::start());
+        for string in std::mem::take(&mut walk.unfrozen) {
+            walk.snapshots.push((string, walk::snapshot(ruby, string)?));
+        }
+        walk.identities.clear();
+        described = walk.describe(ruby, args);
+    }
+    if let Some(items) = described {
+        dump_into(&Plain::Array(items), &mut out);
+        return Ok(out);
+    }
+    drop(gc_paused);
+    let dumped = dump(ruby, ruby.ary_new_from_values(args).as_value())?;
+    out.extend_from_slice(&dumped);
+    Ok(out)
+}
+
+/// Dumps `value` with Ruby's Marshal.
+///
+/// Returns the bytes; raises what `Marshal.dump` raises.
+pub fn dump(ruby: &Ruby, value: Value) -> Result<Vec<u8>, Error> {
+    let nil = ruby.qnil().as_raw();
+    // SAFETY: rb_marshal_dump is called with a live value and no port; a
+    // Ruby exception is caught by `protect`.
+    let raw = protect(|| unsafe { rb_sys::rb_marshal_dump(value.as_raw(), nil) })?;
+    // SAFETY: `raw` is the String rb_marshal_dump returned, on this stack.
+    let dumped = RString::from_value(unsafe { Value::from_raw(raw) }).ok_or_else(|| {
+        Error::new(
+            ruby.exception_type_error(),
+            "Marshal.dump returned no String",
+        )
+    })?;
+    // SAFETY: the bytes are copied before any other Ruby call can run.
+    Ok(unsafe { dumped.as_slice() }.to_vec())
+}
+
+/// Loads `bytes` with `Marshal.load`.
+///
+/// Returns the value; raises what `Marshal.load` raises.
+pub fn load(ruby: &Ruby, bytes: &[u8]) -> Result<Value, Error> {
+    let string = ruby.str_from_slice(bytes);
+    load_string(string)
+}
+
+/// Loads `bytes` with `Marshal.load` without copying them into Ruby first:
+/// the String handed to Marshal points at `bytes`. Runs in the worker on
+/// each item.
+///
+/// Returns the value; raises what `Marshal.load` raises.
+pub fn load_borrowed(ruby: &Ruby, bytes: &[u8]) -> Result<Value, Error> {
+    let len = std::os::raw::c_long::try_from(bytes.len()).unwrap_or(0);
+    // SAFETY: the String only borrows `bytes`, which outlive this call;
+    // Marshal.load copies what it keeps and nothing else holds the String
+    // (it is frozen, so nothing can write through it).
+    let string = unsafe {
+        let raw = rb_sys::rb_str_new_static(bytes.as_ptr().cast(), len);
+        rb_sys::rb_obj_freeze(raw);
+        RString::from_value(Value::from_raw(raw))
+    }
+    .ok_or_else(|| Error::new(ruby.exception_type_error(), "not a String"))?;
+    load_string(string)
+}
+
+/// Loads the argument Array of a large task that the worker read into
+/// `dump`, a String it owns and gives up here. A plain dump is read without
+/// Ruby's Marshal, and the large String that ends it (the common `yield
+/// blob`) is not copied: it shares `dump`'s bytes. Runs in the worker.
+///
+/// Returns the arguments; raises what `Marshal.load` raises.
+pub fn load_args_from(ruby: &Ruby, dump: RString) -> Result<RArray, Error> {
+    // SAFETY: no Ruby code runs while the parse reads the bytes.
+    let Some(parsed) = parse(unsafe { dump.as_slice() }) else {
+        return RArray::try_convert(load_string(dump)?);
+    };
+    let tail = parsed
+        .last_string
+        .filter(|bytes| bytes.len() >= LARGE_STRING);
+    RArray::try_convert(build::build(ruby, dump, &parsed.value, tail.as_ref())?)
+}
+
+/// The encodings the plain path handles.
+pub(crate) const ENCODINGS: [Encoding; 3] = [Encoding::Utf8, Encoding::UsAscii, Encoding::Binary];
+
+/// Ruby's index of `encoding`.
+pub(crate) fn encoding_index(encoding: Encoding) -> std::os::raw::c_int {
+    // SAFETY: these return fixed indexes of built-in encodings.
+    unsafe {
+        match encoding {
+            Encoding::Utf8 => rb_sys::rb_utf8_encindex(),
+            Encoding::UsAscii => rb_sys::rb_usascii_encindex(),
+            Encoding::Binary => rb_sys::rb_ascii8bit_encindex(),
+        }
+    }
+}
+
+fn load_string(string: RString) -> Result<Value, Error> {
+    // SAFETY: rb_marshal_load reads the live String; a Ruby exception is
+    // caught by `protect`.
+    let raw = protect(|| unsafe { rb_sys::rb_marshal_load(string.as_raw()) })?;
+    // SAFETY: `raw` is the value rb_marshal_load returned, on this stack.
+    Ok(unsafe { Value::from_raw(raw) })
+}

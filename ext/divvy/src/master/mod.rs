@@ -1,0 +1,119 @@
+//! One `Master#run` as the master process sees it. The run's state is in
+//! `run`; `dispatch` feeds it the items the task yields; each `turn` of
+//! the loop waits (`wait`), settles what happened (`reap`, `report`),
+//! times out, obeys signals (`traps`), resizes and replaces workers
+//! (`fork`); `finish` ends it. The decisions are the engine's
+//! (`divvy_core::engine`); this layer carries them out with Ruby: hooks,
+//! reports, forks, `Process::Status`. `view` is the Ruby `Divvy::Worker`'s
+//! data and `meter` the progress display.
+
+mod dispatch;
+mod finish;
+mod fork;
+mod meter;
+mod reap;
+mod report;
+mod run;
+mod traps;
+mod turn;
+pub mod view;
+mod wait;
+
+use std::time::Instant;
+
+use magnus::{Error, Ruby};
+
+use divvy_core::engine::stop::Stop;
+
+pub use self::run::Setup;
+use self::run::{Run, RunCell};
+use self::traps::Traps;
+use crate::vm::gc::compact_heap;
+use crate::vm::stdio::say;
+use crate::vm::title;
+
+/// Runs a whole `Master#run`: forks the workers, calls the task's
+/// `dispatch` and sends each item it yields to a free worker, waits until
+/// every item sent was performed or failed, and lets the workers go. Runs
+/// in the master; blocks, with the GVL released while it waits.
+///
+/// Returns when every item settled; raises `Divvy::Master::BootFailure`
+/// when workers keep dying before they boot, `Divvy::Master::Shutdown` when
+/// a signal stopped the run, and what `dispatch` or a hook raised (after the
+/// items in flight finished).
+pub fn run(ruby: &Ruby, setup: Setup) -> Result<(), Error> {
+    let started = Instant::now();
+    let cell = RunCell::new(Run::new(ruby, setup)?);
+    {
+        let run = cell.lock(ruby)?;
+        title::set(ruby, &title::master(&run.script, 0, run.total));
+    }
+    let outcome = Traps::install(ruby).and_then(|traps| {
+        let outcome = drive(ruby, &cell).or_else(|error| match cell.lock(ruby) {
+            Ok(mut run) => finish::stop_workers(ruby, &mut run).and(Err(error)),
+            Err(_) => Err(error),
+        });
+        traps.restore(ruby).and(outcome)
+    });
+    conclude(ruby, &cell, started, outcome)
+}
+
+/// The run proper: the first worker, `dispatch` (the others start while it
+/// runs), the workers that never ran, and the end.
+fn drive(ruby: &Ruby, cell: &RunCell) -> Result<(), Error> {
+    {
+        let mut run = cell.lock(ruby)?;
+        compact_heap(ruby)?;
+        fork::spawn(ruby, &mut run, 0)?;
+    }
+    let dispatched = dispatch::dispatch(ruby, cell);
+    let mut run = cell.lock(ruby)?;
+    run.engine.dispatch_done();
+    if run.engine.fatal().is_some() {
+        return dispatched;
+    }
+    if dispatched.is_ok() {
+        // Every worker runs once, even when dispatch yielded fewer items
+        // than there are workers; not when it raised.
+        fork::start_remaining(ruby, &mut run)?;
+    }
+    finish::finish(ruby, &mut run)?;
+    dispatched?;
+    match run.engine.stop() {
+        Stop::Drain | Stop::Abort => Err(report::shutdown_error(
+            ruby,
+            &run,
+            "after the items in flight finished",
+        )),
+        Stop::No => Ok(()),
+    }
+}
+
+/// Ends the run's display (the last progress line, the title) and prints
+/// the summary under `-v` or after a failure.
+///
+/// Returns `outcome`, or what printing raised.
+fn conclude(
+    ruby: &Ruby,
+    cell: &RunCell,
+    started: Instant,
+    outcome: Result<(), Error>,
+) -> Result<(), Error> {
+    let Some(mut run) = cell.take() else {
+        return outcome;
+    };
+    run.engine.keep_spliced_bytes();
+    let (done, failed) = run.board.settled();
+    if let Some(line) = run
+        .meter
+        .as_mut()
+        .and_then(|meter| meter.finish(done, failed))
+    {
+        say(ruby, &line)?;
+    }
+    title::restore(ruby);
+    if run.verbose || run.board.failures.get() > 0 {
+        report::summarize(ruby, &run, started.elapsed())?;
+    }
+    outcome
+}

@@ -1,0 +1,233 @@
+//! The state of one `Master#run` as the master sees it: the engine's
+//! state, the Ruby objects the run uses, the wake pipe, the progress
+//! display and the process title. The block `dispatch` yields to borrows
+//! it for each item (`RunCell`). It holds no Ruby object the garbage
+//! collector cannot see: the task and the workers' views are kept in an
+//! anchored Array.
+
+use std::cell::{RefCell, RefMut};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use magnus::{prelude::*, typed_data::Obj, value::BoxValue, Error, RArray, Ruby, Value};
+
+use divvy_core::engine::options::RunOptions;
+use divvy_core::engine::scoreboard::Scoreboard;
+use divvy_core::engine::worker::Occupant;
+use divvy_core::engine::{Action, Engine};
+use divvy_core::wire::wake::WakePipe;
+
+use super::meter::Meter;
+use super::view::WorkerView;
+use crate::vm::errors::{divvy_error, os_error};
+use crate::vm::title;
+
+/// What `Master#run` hands over to a run.
+pub struct Setup {
+    /// The user's task object.
+    pub task: Value,
+    /// The master's `Divvy::Worker` views, numbered from 1; a run adds to
+    /// it on TTIN and drops from its end on TTOU.
+    pub views: RArray,
+    /// The run's options.
+    pub options: RunOptions,
+    /// True under `-v`.
+    pub verbose: bool,
+    /// The master's counters, kept across its runs.
+    pub board: Arc<Scoreboard>,
+    /// The pid of the master process.
+    pub master_pid: i32,
+}
+
+const ANCHOR_TASK: isize = 0;
+const ANCHOR_VIEWS: isize = 1;
+const ANCHOR_TAG: isize = 2;
+
+/// One run's state.
+pub struct Run {
+    /// The decisions, and the workers' pipes.
+    pub engine: Engine,
+    /// What the engine asked for and the master has not yet done.
+    pub actions: Vec<Action>,
+    /// Wakes the wait from signal traps and Ruby's unblock function.
+    pub wake: WakePipe,
+    /// The progress display, under `progress: true`.
+    pub meter: Option<Meter>,
+    /// True under `-v`.
+    pub verbose: bool,
+    /// The master's counters.
+    pub board: Arc<Scoreboard>,
+    /// The pid of the master process.
+    pub master_pid: i32,
+    /// Items `dispatch` yielded, this machine's shard or not.
+    pub yielded: u64,
+    /// The script's name, for process titles.
+    pub script: String,
+    /// How many items the task says it has, for the title.
+    pub total: Option<u64>,
+    /// When the title was last brought up to date.
+    pub titled_at: Instant,
+    /// Ruby objects the run uses, kept from the garbage collector, and from
+    /// compaction, for as long as the run lives: the task, the views, and
+    /// the tag `dispatch` is ended with.
+    anchor: BoxValue<RArray>,
+}
+
+impl Run {
+    /// Prepares a run of `setup`'s task: opens the wake pipe, reads the
+    /// task's `total`, starts the progress display. Starts no process. Runs
+    /// in the master.
+    ///
+    /// Raises `Divvy::Error` when no pipe can be opened.
+    pub fn new(ruby: &Ruby, setup: Setup) -> Result<Run, Error> {
+        let wake = WakePipe::open().map_err(|err| os_error(ruby, "opening a pipe", err))?;
+        let occupants = occupants(ruby, setup.views, setup.board.worker_count())?;
+        let total = total(setup.task)?;
+        let tag: Value = ruby.class_object().new_instance(())?;
+        let anchor = ruby.ary_new_from_values(&[setup.task, setup.views.as_value(), tag]);
+        Ok(Run {
+            engine: Engine::new(setup.options, Arc::clone(&setup.board), occupants),
+            actions: Vec::new(),
+            wake,
+            meter: setup.options.progress.then(|| Meter::new(total)),
+            verbose: setup.verbose,
+            board: setup.board,
+            master_pid: setup.master_pid,
+            yielded: 0,
+            script: title::script_name(ruby),
+            total,
+            titled_at: Instant::now(),
+            anchor: BoxValue::new(anchor),
+        })
+    }
+
+    /// The task object.
+    ///
+    /// Raises nothing in practice: the anchor always holds it.
+    pub fn task(&self) -> Result<Value, Error> {
+        self.anchor.entry(ANCHOR_TASK)
+    }
+
+    /// The `catch` tag that ends `dispatch` early.
+    ///
+    /// Raises nothing in practice: the anchor always holds it.
+    pub fn tag(&self) -> Result<Value, Error> {
+        self.anchor.entry(ANCHOR_TAG)
+    }
+
+    /// The master's `Divvy::Worker` views.
+    ///
+    /// Raises nothing in practice: the anchor always holds them.
+    pub fn views(&self) -> Result<RArray, Error> {
+        self.anchor.entry(ANCHOR_VIEWS)
+    }
+
+    /// The view of worker `index` (its number minus one).
+    ///
+    /// Raises `Divvy::Error` should the views have been tampered with.
+    pub fn view(&self, ruby: &Ruby, index: usize) -> Result<Obj<WorkerView>, Error> {
+        self.views()?
+            .entry::<Obj<WorkerView>>(index as isize)
+            .map_err(|_| divvy_error(ruby, format!("worker {} has no Divvy::Worker", index + 1)))
+    }
+
+    /// True when workers' output goes through the master (a progress bar is
+    /// drawn on the terminal).
+    pub fn captures_output(&self) -> bool {
+        self.meter.as_ref().is_some_and(Meter::drawing)
+    }
+}
+
+/// Returns the views of the first `count` workers' processes, dropping
+/// the views past them (left by TTOU in an earlier run).
+fn occupants(ruby: &Ruby, views: RArray, count: usize) -> Result<Vec<Arc<Occupant>>, Error> {
+    while views.len() > count {
+        let _: Value = views.pop()?;
+    }
+    (0..views.len())
+        .map(|index| {
+            let view = views
+                .entry::<Obj<WorkerView>>(index as isize)
+                .map_err(|_| {
+                    divvy_error(ruby, format!("worker {} has no Divvy::Worker", index + 1))
+                })?;
+            Ok(Arc::clone(view.occupant()))
+        })
+        .collect()
+}
+
+/// Returns the task's `total`, when it has one; a `total` that raises or
+/// returns something else only leaves the title without it.
+fn total(task: Value) -> Result<Option<u64>, Error> {
+    if !task.respond_to("total", true)? {
+        return Ok(None);
+    }
+    Ok(task
+        .funcall::<_, _, Option<u64>>("total", ())
+        .ok()
+        .flatten())
+}
+
+/// A run's state, shared between `Master#run` and the block `dispatch`
+/// yields to.
+#[derive(Clone)]
+pub struct RunCell(Rc<RefCell<Option<Run>>>);
+
+// SAFETY: a run's state is reached only by Ruby threads holding the GVL
+// (`Master#run` and the blocks it hands to `dispatch`), one at a time, and
+// the GVL's own lock orders what each of them did before the next; so the
+// reference count and the borrow flag are never touched concurrently.
+unsafe impl Send for RunCell {}
+
+/// The run's state, borrowed for one step of the run.
+pub struct RunGuard<'a>(RefMut<'a, Option<Run>>);
+
+impl std::ops::Deref for RunGuard<'_> {
+    type Target = Run;
+
+    fn deref(&self) -> &Run {
+        match self.0.as_ref() {
+            Some(run) => run,
+            None => unreachable!("a guard is only made for a run that is there"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for RunGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Run {
+        match self.0.as_mut() {
+            Some(run) => run,
+            None => unreachable!("a guard is only made for a run that is there"),
+        }
+    }
+}
+
+impl RunCell {
+    /// Holds `run`.
+    pub fn new(run: Run) -> RunCell {
+        RunCell(Rc::new(RefCell::new(Some(run))))
+    }
+
+    /// Borrows the run's state for one step.
+    ///
+    /// Raises `Divvy::Error` when the run is over (a block `dispatch` kept
+    /// and called later) or its state is in use (a hook that re-enters the
+    /// run, or another thread calling the block meanwhile).
+    pub fn lock(&self, ruby: &Ruby) -> Result<RunGuard<'_>, Error> {
+        let guard = self
+            .0
+            .try_borrow_mut()
+            .map_err(|_| divvy_error(ruby, "Divvy::Master#run re-entered from a hook"))?;
+        if guard.is_none() {
+            return Err(divvy_error(ruby, "Divvy::Master is not running"));
+        }
+        Ok(RunGuard(guard))
+    }
+
+    /// Takes the state out at the end of the run: later calls of `lock`
+    /// say the run is over.
+    pub fn take(&self) -> Option<Run> {
+        self.0.try_borrow_mut().ok().and_then(|mut run| run.take())
+    }
+}

@@ -1,0 +1,160 @@
+//! Performing one item in the worker: its arguments loaded from the
+//! dump, checked against what `perform` takes, the call itself, and the
+//! answer the master gets.
+
+use magnus::{
+    prelude::*,
+    rb_sys::{protect, AsRawValue, FromRawValue},
+    Error, RArray, Ruby, Value,
+};
+
+use divvy_core::wire::counter::Counter;
+use divvy_core::wire::frame::Frame;
+
+use super::answer;
+use super::arity::Arity;
+use super::receive::Received;
+use super::Setup;
+use crate::marshal;
+use crate::vm::errors::failure_of;
+
+/// How this worker performs items: the task, its perform method and what
+/// it takes.
+pub struct Performer {
+    task: Value,
+    method: &'static str,
+    method_id: rb_sys::ID,
+    arity: Option<Arity>,
+    /// Frames below this depth are the master's, inherited through fork:
+    /// they are cut from the backtraces reported for failed items.
+    inherited_frames: usize,
+    wants_results: bool,
+}
+
+impl Performer {
+    /// Looks up what `setup`'s task performs items with. Runs in the
+    /// worker, once booted.
+    pub fn new(ruby: &Ruby, setup: &Setup<'_>) -> Performer {
+        let inherited_frames = ruby
+            .module_kernel()
+            .funcall::<_, _, RArray>("caller", (0,))
+            .map(|frames| frames.len())
+            .unwrap_or(0);
+        Performer {
+            task: setup.task,
+            method: setup.perform_method,
+            method_id: magnus::rb_sys::AsRawId::as_raw(ruby.intern(setup.perform_method)),
+            arity: perform_arity(setup.task, setup.perform_method),
+            inherited_frames,
+            wants_results: setup.wants_results,
+        }
+    }
+
+    /// Performs `received`, counts it as finished on `counter`, and queues
+    /// (or, for a failure, sends) its answer.
+    ///
+    /// Returns false when the master is gone.
+    pub fn perform_and_answer(
+        &self,
+        ruby: &Ruby,
+        received: Received<'_>,
+        counter: &Counter,
+    ) -> bool {
+        match self.perform(ruby, received) {
+            Ok(answer) => {
+                // Counted before its answer is queued: should the worker
+                // die with the answer unsent, the master still knows.
+                counter.record();
+                answer::queue(&answer)
+            }
+            Err(error) => {
+                let mut failure = failure_of(&error);
+                let own = failure
+                    .backtrace
+                    .len()
+                    .saturating_sub(self.inherited_frames);
+                failure.backtrace.truncate(own);
+                // Sent before it is counted: a failure is never mistaken
+                // for a performed item.
+                let sent = answer::send(&Frame::Failed(failure));
+                counter.record();
+                sent
+            }
+        }
+    }
+
+    /// Performs one item. Returns the answer for the master: `Done`, or
+    /// `Result` with the Marshal dump of what `perform` returned when the
+    /// task wants results.
+    ///
+    /// Raises what `perform` raises, an `ArgumentError` for an item of the
+    /// wrong arity, and a `TypeError` for a result Marshal cannot dump.
+    fn perform(&self, ruby: &Ruby, received: Received<'_>) -> Result<Frame, Error> {
+        let args = match received {
+            Received::Buffered(payload) => {
+                RArray::try_convert(marshal::load_borrowed(ruby, payload)?)?
+            }
+            Received::Read(dump) => marshal::load_args_from(ruby, dump)?,
+        };
+        self.check_arity(ruby, args.len())?;
+        let task = self.task.as_raw();
+        let method = self.method_id;
+        let returned = protect(|| {
+            // SAFETY: `args` stays on this stack frame, so its elements are
+            // live for the call; a Ruby exception is caught by `protect`.
+            unsafe {
+                rb_sys::rb_funcallv(
+                    task,
+                    method,
+                    args.len() as std::os::raw::c_int,
+                    rb_sys::RARRAY_CONST_PTR(args.as_raw()),
+                )
+            }
+        })?;
+        if !self.wants_results {
+            return Ok(Frame::Done);
+        }
+        // SAFETY: `returned` is the live value perform just returned.
+        let value = unsafe { Value::from_raw(returned) };
+        match marshal::dump(ruby, value) {
+            Ok(bytes) => Ok(Frame::Result(bytes)),
+            Err(error) => {
+                let reason = failure_of(&error).message;
+                let message = format!("the result of perform cannot be marshalled: {reason}");
+                Err(ruby.exception_type_error().new_instance((message,))?.into())
+            }
+        }
+    }
+
+    /// Raises an `ArgumentError` naming the task's class and method when
+    /// an item of `count` arguments does not fit `perform`.
+    fn check_arity(&self, ruby: &Ruby, count: usize) -> Result<(), Error> {
+        let Some(arity) = self.arity.filter(|arity| !arity.accepts(count)) else {
+            return Ok(());
+        };
+        // SAFETY: the class name is copied out at once.
+        let class_name = unsafe { self.task.classname() }.into_owned();
+        let message = format!(
+            "{class_name}#{} takes {} but the item has {count}",
+            self.method,
+            arity.describe(),
+        );
+        Err(ruby.exception_arg_error().new_instance((message,))?.into())
+    }
+}
+
+/// Reads the parameters of the task's perform method; `None` when Ruby
+/// cannot tell (a `method_missing` task), and the call decides.
+fn perform_arity(task: Value, method: &str) -> Option<Arity> {
+    let parameters: RArray = task
+        .funcall::<_, _, Value>("method", (method,))
+        .and_then(|method| method.funcall("parameters", ()))
+        .ok()?;
+    let kinds: Vec<String> = parameters
+        .into_iter()
+        .filter_map(|pair| RArray::try_convert(pair).ok())
+        .filter_map(|pair| pair.entry::<magnus::Symbol>(0).ok())
+        .filter_map(|kind| kind.name().ok().map(|name| name.into_owned()))
+        .collect();
+    Some(Arity::from_kinds(kinds.iter().map(String::as_str)))
+}

@@ -1,0 +1,76 @@
+# frozen_string_literal: true
+
+module Divvy
+  # The base of every error divvy raises: bad arguments, a script with no
+  # task, an item Marshal cannot dump, a run started inside a worker.
+  class Error < StandardError; end
+
+  # An item that finally failed (after its retries), as handed to the
+  # task's `failed` hook in the master and raised by {Divvy.map}. Made by
+  # divvy, in the master.
+  class TaskError < Error
+    # @return [String, nil] the class name of the exception #perform raised;
+    #   nil unless it raised
+    attr_reader :remote_class
+    # @return [String, nil] that exception's message
+    attr_reader :remote_message
+    # @return [Array<String>, nil] that exception's backtrace, from the
+    #   worker's own frames
+    attr_reader :remote_backtrace
+    # @return [Integer] the number of the worker that last tried the item
+    attr_reader :worker_number
+    # @return [Integer, nil] that worker's pid
+    attr_reader :worker_pid
+    # @return [Symbol] why the item failed: `:raised`, `:died` or `:timed_out`
+    attr_reader :reason
+    # @return [String, nil] the signal that killed the worker ("SIGKILL")
+    attr_reader :signal
+    # @return [Integer, nil] the status the worker exited with
+    attr_reader :exit_status
+    # @return [Array] the item's arguments, as `dispatch` yielded them
+    attr_reader :args
+    # @return [Integer] how many times the item was tried
+    attr_reader :attempts
+    # @return [Array<TaskError>] the other items that failed meanwhile (set
+    #   by {Divvy.map} and {Divvy.each} on the error they raise)
+    attr_reader :others
+
+    # Runs in the master, where divvy makes it.
+    #
+    # @param message [String] the one-line report of the failure
+    # @param details [Hash] the readers' values, each under its name
+    #   (`remote_class:`, `worker_number:`, ...); `others:` defaults to []
+    def initialize(message = nil, **details)
+      super(message)
+      DETAILS.each { |name| instance_variable_set(:"@#{name}", details[name]) }
+      @others = details.fetch(:others, [])
+    end
+
+    # The readers {#initialize} sets from its keywords.
+    DETAILS = %i[remote_class remote_message remote_backtrace worker_number worker_pid reason signal
+                 exit_status args attempts].freeze
+    private_constant :DETAILS
+  end
+
+  # A master process and its worker slots; the rest of the class is in the
+  # native extension.
+  class Master
+    # Workers died before they could take items, several times in a row.
+    class BootFailure < Error; end
+
+    # A signal stopped the run.
+    class Shutdown < Error
+      # @return [Integer, nil] the number of the signal
+      attr_reader :signo
+
+      # Runs in the master, where divvy makes it.
+      #
+      # @param message [String] what stopped the run, and how far it got
+      # @param signo [Integer, nil] the number of the signal
+      def initialize(message = nil, signo: nil)
+        super(message)
+        @signo = signo
+      end
+    end
+  end
+end
