@@ -29,9 +29,19 @@ RSpec.describe 'reliability' do
           sleep 0.02
         end
       RUBY
-      # Ruby's own SEGV handler prints its crash report and aborts.
-      expect(result.stderr).to match(/^divvy: worker \d \(pid \d+\) died by SIG(SEGV|ABRT) while performing \[3\]$/)
+      expect(result.stderr).to match(/^divvy: worker \d \(pid \d+\) died by SIGSEGV while performing \[3\]$/)
       expect(result.stdout).to eq("[39, 1, 3]\n")
+    end
+
+    it 'names the signal of a crash that Ruby turns into an abort: SIGSEGV, SIGBUS' do
+      result = run_task(<<~RUBY, master_args: '1', after: '')
+        def dispatch; yield :SEGV; yield :BUS; yield :none; end
+        def perform(signal); Process.kill(signal, Process.pid) unless signal == :none; end
+        def failed(error, signal); puts [signal, error.reason, error.signal].inspect; end
+      RUBY
+      expect(result.stdout.lines(chomp: true)).to eq(['[:SEGV, :died, "SIGSEGV"]', '[:BUS, :died, "SIGBUS"]'])
+      expect(result.stderr).to match(/^divvy: worker 1 \(pid \d+\) died by SIGSEGV while performing \[:SEGV\]$/)
+      expect(result.stderr).to include('Segmentation fault') # Ruby's own crash report stays
     end
 
     it 'names the status of a worker that called exit! mid-item' do
@@ -41,6 +51,90 @@ RSpec.describe 'reliability' do
       RUBY
       expect(result.stderr).to match(/worker \d \(pid \d+\) exited with status 7 while performing \[1\]/)
       expect(result.stdout).to eq("[2, 1, 0]\n")
+    end
+  end
+
+  describe 'results that die with their worker' do
+    it 'tries again the items whose results the worker took with it when it died' do
+      Dir.mktmpdir do |dir|
+        result = ruby_code(<<~RUBY, env: { 'DIR' => dir })
+          require 'divvy'
+          first = File.join(ENV.fetch('DIR'), 'first')
+          File.write(first, '')
+          results = Divvy.map(1..100, workers: 1, retries: 1) do |i|
+            if i == 50 && File.exist?(first)
+              File.delete(first)
+              exit!(3)
+            end
+            i
+          end
+          p results == (1..100).to_a
+        RUBY
+        expect(result.stdout).to eq("true\n"), result.stderr
+      end
+    end
+
+    it 'fails them, saying their result was lost, when no retry remains; never counts them as performed' do
+      after = 'p [m.items_performed + m.items_failed, m.items_performed == $done.size, $done.uniq == $done]'
+      result = run_task(<<~RUBY, master_args: '1', after: after)
+        def dispatch; 300.times { |i| yield i }; end
+        def perform(i); exit!(3) if i == 150; i; end
+        def completed(result, i); ($done ||= []) << result; end
+        def failed(error, i); puts [i, error.reason].inspect if error.reason == :lost; end
+      RUBY
+      expect(result.stdout.lines.last).to eq("[300, true, true]\n"), result.stderr
+      lost = result.stdout.lines.grep(/:lost/).map { |line| line[/\d+/].to_i }
+      lines = result.stderr.lines.grep(/its result was lost/)
+      expect(lines.size).to eq(lost.size)
+      expect(lines).to all(match(/\Adivvy: worker 1 \(pid \d+\) exited with status 3 after performing \[\d+\]; its result was lost\n\z/))
+      expect(lost).to all(be < 150)
+      expect(result.stderr).to match(/exited with status 3 while performing \[150\]/)
+    end
+
+    it 'tries again items whose worker closed its pipes before answering' do
+      Dir.mktmpdir do |dir|
+        result = ruby_code(<<~RUBY, env: { 'DIR' => dir })
+          require 'divvy'
+          results = Divvy.map(1..40, workers: 2, retries: 1) do |i|
+            marker = File.join(ENV.fetch('DIR'), "closed-\#{i}")
+            if i % 10 == 3 && !File.exist?(marker)
+              File.write(marker, '')
+              Dir.children('/proc/self/fd').map(&:to_i).each do |fd|
+                next unless fd > 2 && (File.readlink("/proc/self/fd/\#{fd}") rescue '').start_with?('pipe:')
+                IO.for_fd(fd).close rescue nil
+              end
+            end
+            i * 2
+          end
+          p results == (1..40).map { |i| i * 2 }
+        RUBY
+        expect(result.stdout).to eq("true\n"), result.stderr
+        expect(result.stderr).not_to include('panicked')
+      end
+    end
+
+    it 'sends an item to another worker at no cost when its worker was killed idle before it began it' do
+      result = ruby_code(<<~RUBY)
+        require 'divvy'
+        class Idle
+          include Divvy::Parallelizable
+          attr_accessor :master
+          def dispatch
+            yield 1
+            sleep 0.5 # the worker performs item 1 and waits, idle
+            master.workers.first.kill(:KILL)
+            yield 2 # sent to the dead worker, not yet reaped
+            yield 3
+          end
+          def perform(_); end
+        end
+        task = Idle.new
+        task.master = Divvy::Master.new(task, 1)
+        task.master.run
+        p [task.master.items_performed, task.master.items_failed, task.master.items_retried]
+      RUBY
+      expect(result.stdout).to eq("[3, 0, 0]\n"), result.stderr
+      expect(result.stderr).not_to match(/while performing/)
     end
   end
 
@@ -300,6 +394,37 @@ RSpec.describe 'reliability' do
         expect(result.stdout).to eq("[3000, 0, 3000, true]\n")
         expect(Dir.children(dir).map(&:to_i).sort).to eq((0...3000).to_a)
       end
+    end
+
+    it 'brings every result back exactly once while workers are killed at random every 30 ms' do
+      result = ruby_code(<<~RUBY)
+        require 'divvy'
+        class Results
+          include Divvy::Parallelizable
+          attr_reader :seen
+          def initialize = @seen = Hash.new(0)
+          def dispatch = 3000.times { |i| yield i }
+          def perform(i)
+            sleep 0.001 # long enough that the kills land during the run
+            [i, i * i]
+          end
+          def completed(result, i)
+            @seen[i] += 1 if result == [i, i * i]
+          end
+        end
+        task = Results.new
+        master = Divvy::Master.new(task, 4, retries: 10)
+        killer = Thread.new { loop { sleep 0.03; master.workers.sample.kill(:KILL) } }
+        master.run
+        killer.kill
+        mapped = Divvy.map(1..2000, workers: 3, retries: 10) do |i|
+          Process.kill(:KILL, Process.pid) if rand < 0.002
+          i.to_s
+        end
+        p [master.items_performed, master.items_failed, task.seen.size, task.seen.values.uniq,
+           mapped == (1..2000).map(&:to_s)]
+      RUBY
+      expect(result.stdout).to eq("[3000, 0, 3000, [1], true]\n"), result.stderr
     end
 
     it 'delivers large items intact to the workers that replace killed ones' do

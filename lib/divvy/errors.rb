@@ -21,7 +21,8 @@ module Divvy
     attr_reader :worker_number
     # @return [Integer, nil] that worker's pid
     attr_reader :worker_pid
-    # @return [Symbol] why the item failed: `:raised`, `:died` or `:timed_out`
+    # @return [Symbol] why the item failed: `:raised`, `:died`, `:timed_out`,
+    #   or `:lost` (performed, but its result died with its worker)
     attr_reader :reason
     # @return [String, nil] the signal that killed the worker ("SIGKILL")
     attr_reader :signal

@@ -15,6 +15,9 @@ const REAP_INTERVAL: Duration = Duration::from_millis(250);
 /// How soon a worker whose answer pipe hung up is checked again: it is
 /// exiting.
 const HUNG_UP_INTERVAL: Duration = Duration::from_millis(5);
+/// How long a worker may live on after closing its answer pipe before it
+/// is stopped: one that closed it can no longer answer.
+const HUNG_UP_GRACE: Duration = Duration::from_secs(1);
 
 impl Engine {
     /// Stops workers whose item overran the timeout (TERM now, KILL after a
@@ -29,6 +32,16 @@ impl Engine {
             }
         }
         for worker in self.pool.workers_mut() {
+            let stuck = worker
+                .hung_up_for(now)
+                .is_some_and(|hung_up| hung_up >= HUNG_UP_GRACE);
+            if stuck && worker.kill_deadline().is_none() {
+                actions.push(Action::Say(format!(
+                    "{} closed its answer pipe but lives on; stopping it",
+                    worker.who()
+                )));
+                terminate(worker, now + TIMEOUT_GRACE, actions);
+            }
             if worker.take_kill_due(now) {
                 if let Some(pid) = worker.pid() {
                     actions.push(Action::Signal {

@@ -218,6 +218,31 @@ pub(crate) mod tests {
         engine
     }
 
+    /// An engine whose `size` workers are started with real pipes and
+    /// booted; returns the workers' ends, to keep the pipes open.
+    pub fn booted_with_links(
+        size: usize,
+        options: RunOptions,
+    ) -> (Engine, Vec<crate::wire::link::WorkerEnds>) {
+        let mut engine = engine(size, options);
+        let mut ends = Vec::new();
+        for index in 0..size {
+            let (link, worker_ends) = crate::wire::link::open(false).unwrap();
+            engine.started(index, 100 + index as i32, Some(link));
+            engine.pool.worker_mut(index).booted();
+            ends.push(worker_ends);
+        }
+        (engine, ends)
+    }
+
+    /// Counts `started` items started and `finished` finished on worker
+    /// `index`'s shared counters, as the worker process would.
+    pub fn count(engine: &Engine, index: usize, started: u64, finished: u64) {
+        let counter = engine.pool.worker(index).link().unwrap().counter();
+        (0..started).for_each(|_| counter.start());
+        (0..finished).for_each(|_| counter.finish());
+    }
+
     #[test]
     fn a_stop_request_only_grows_and_abort_is_fatal() {
         let mut engine = engine(1, RunOptions::default());

@@ -20,6 +20,9 @@ pub struct RunOptions {
     pub shard: Option<Shard>,
     /// Show a progress line on stderr.
     pub progress: bool,
+    /// The master wants each item's result (the task has a `completed`
+    /// hook): an item counts as performed only once its result arrived.
+    pub wants_results: bool,
 }
 
 /// One of several machines sharing a run: items whose dispatch index

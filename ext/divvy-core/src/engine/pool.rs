@@ -174,6 +174,7 @@ impl Pool {
 mod tests {
     use super::*;
     use crate::engine::worker::tests::{at, item, make_fast};
+    use crate::engine::worker::Reading;
 
     fn pool(size: usize) -> Pool {
         Pool::new((0..size).map(|_| Arc::default()).collect(), 64)
@@ -259,7 +260,10 @@ mod tests {
         // Worker 0 has room again (its item is finished); worker 1 is
         // being stopped.
         assert_eq!(pool.least_loaded(), Some(0));
-        let departure = pool.worker_mut(1).reaped(0);
+        let departure = pool.worker_mut(1).reaped(Reading {
+            started: 1,
+            ..Reading::default()
+        });
         assert!(departure.timed_out);
         assert_eq!(departure.performing, Some(item(2)));
         assert!(!pool.worker(1).timed_out());
@@ -273,7 +277,7 @@ mod tests {
         pool.worker_mut(0).started(42, None);
         assert_eq!(pool.first_unstarted(2), Some(1));
         assert_eq!(pool.replaceable(2).count(), 0);
-        pool.worker_mut(0).reaped(0);
+        pool.worker_mut(0).reaped(Reading::default());
         assert_eq!(
             pool.replaceable(2).collect::<Vec<_>>(),
             [0],
@@ -292,7 +296,7 @@ mod tests {
         let mut pool = ready_pool(3);
         assert!(!pool.shrink(2));
         assert_eq!(pool.len(), 3);
-        pool.worker_mut(2).reaped(0);
+        pool.worker_mut(2).reaped(Reading::default());
         assert!(pool.shrink(2));
         assert_eq!(pool.len(), 2);
         assert_eq!(pool.alive().collect::<Vec<_>>(), [0, 1]);

@@ -17,6 +17,9 @@ pub enum Cause {
     Died(Exit),
     /// It ran past the timeout and its worker was stopped.
     TimedOut(Duration),
+    /// It was performed, but its worker ended this way before the result
+    /// reached the master.
+    Lost(Exit),
 }
 
 impl Cause {
@@ -26,6 +29,7 @@ impl Cause {
             Cause::Raised(_) => "raised",
             Cause::Died(_) => "died",
             Cause::TimedOut(_) => "timed_out",
+            Cause::Lost(_) => "lost",
         }
     }
 }
@@ -61,6 +65,10 @@ pub fn failure_message(who: Who, item: &str, cause: &Cause) -> String {
         Cause::TimedOut(timeout) => format!(
             "{who} timed out after {}s performing {item}",
             timeout.as_secs_f64()
+        ),
+        Cause::Lost(exit) => format!(
+            "{who} {} after performing {item}; its result was lost",
+            exit.describe()
         ),
     }
 }
@@ -107,6 +115,10 @@ mod tests {
                 &Cause::TimedOut(Duration::from_millis(1500))
             ),
             "worker 1 (pid 9) timed out after 1.5s performing [1]"
+        );
+        assert_eq!(
+            failure_message(who(1, 9), "[7]", &Cause::Lost(Exit::Exited(3))),
+            "worker 1 (pid 9) exited with status 3 after performing [7]; its result was lost"
         );
         let never_ran = Who {
             number: 4,

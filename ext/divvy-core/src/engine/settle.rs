@@ -14,33 +14,46 @@ const BOOT_DEATHS_LIMIT: usize = 3;
 
 impl Engine {
     /// Settles worker `index`, whose process was reaped having ended as
-    /// `exit`: the item it was performing fails (or is tried again), items
-    /// it finished count as performed, items it never started go back to
-    /// the queue, and the report says how it ended. Read its last answers
-    /// first (`read_answers`), so that an item it answered is not taken for
-    /// lost.
+    /// `exit`: the item it had started and not finished fails (or is tried
+    /// again); items it finished but never answered for count as performed,
+    /// unless their results were wanted, which died with it (they fail as
+    /// lost, or are tried again); items it never started go back to the
+    /// queue at no cost; and the report says how it ended. Read its last
+    /// answers first (`read_answers`), so that an item it answered is not
+    /// taken for lost.
     pub fn on_exit(&mut self, index: usize, exit: Exit, actions: &mut Vec<Action>) {
         let worker = self.pool.worker_mut(index);
         let who = worker.who();
         let expected = worker.phase() == Phase::Leaving && !worker.timed_out();
-        let finished = worker.final_count();
-        let departure = worker.reaped(finished);
+        let reading = worker.reading();
+        let departure = worker.reaped(reading);
+        let exit = fatal_cause(exit, departure.fatal_signal);
         self.hand_back(departure.unstarted);
-        self.board.performed.add(departure.finished.len() as u64);
-        let during_boot = departure.phase == Phase::Booting;
-        if let Some(item) = departure.performing {
-            let cause = match self.options.timeout {
-                Some(timeout) if departure.timed_out => Cause::TimedOut(timeout),
-                _ => Cause::Died(exit),
-            };
-            self.fail_item(who, item, cause, actions);
-        } else if during_boot {
-            self.died_booting(who, exit, actions);
-        } else if !expected && !departure.timed_out && !exit.is_clean() {
-            self.board.failures.add(1);
-            actions.push(Action::Say(format!("{who} {}", exit.describe())));
+        let lost = self.options.wants_results && !departure.finished.is_empty();
+        if self.options.wants_results {
+            for item in departure.finished {
+                self.fail_item(who, item, Cause::Lost(exit), actions);
+            }
         } else {
-            actions.push(Action::Notice(format!("{who} {}", exit.describe())));
+            self.board.performed.add(departure.finished.len() as u64);
+        }
+        let unexpected = !expected && !departure.timed_out && !exit.is_clean();
+        match departure.performing {
+            Some(item) => {
+                let cause = match self.options.timeout {
+                    Some(timeout) if departure.timed_out => Cause::TimedOut(timeout),
+                    _ => Cause::Died(exit),
+                };
+                self.fail_item(who, item, cause, actions);
+            }
+            // The lost items' reports say how the worker ended.
+            None if lost => {}
+            None if departure.phase == Phase::Booting => self.died_booting(who, exit, actions),
+            None if unexpected => {
+                self.board.failures.add(1);
+                actions.push(Action::Say(format!("{who} {}", exit.describe())));
+            }
+            None => actions.push(Action::Notice(format!("{who} {}", exit.describe()))),
         }
     }
 
@@ -48,8 +61,8 @@ impl Engine {
     /// held is dropped unreported, as the run ends without it.
     pub fn forget(&mut self, index: usize) {
         let worker = self.pool.worker_mut(index);
-        let finished = worker.final_count();
-        worker.reaped(finished);
+        let reading = worker.reading();
+        worker.reaped(reading);
     }
 
     /// Counts a worker that died before it was ready, and makes the run
@@ -104,20 +117,31 @@ impl Engine {
     }
 }
 
+/// How a process that died by a signal really ended: Ruby's handler for
+/// a crash (SIGSEGV, SIGBUS...) prints its report and aborts, so the
+/// process dies by SIGABRT; the worker recorded the signal it got first.
+fn fatal_cause(exit: Exit, fatal_signal: Option<i32>) -> Exit {
+    match (exit, fatal_signal) {
+        (Exit::Signaled(_), Some(signo)) => Exit::Signaled(signo),
+        _ => exit,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::options::RunOptions;
-    use crate::engine::tests::{booted, engine};
+    use crate::engine::tests::{booted, booted_with_links, count, engine};
     use crate::engine::worker::tests::{at, item};
     use std::time::Duration;
 
     #[test]
     fn a_death_fails_the_item_being_performed_and_hands_back_the_rest() {
-        let mut engine = booted(1, RunOptions::default());
+        let (mut engine, _ends) = booted_with_links(1, RunOptions::default());
         let worker = engine.pool.worker_mut(0);
         worker.assign(item(0), at(0));
         worker.assign(item(1), at(0));
+        count(&engine, 0, 1, 0);
         let mut actions = Vec::new();
         engine.on_exit(0, Exit::Signaled(9), &mut actions);
         assert!(matches!(
@@ -140,13 +164,63 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_worker_killed_is_not_blamed_for_the_item_it_never_read() {
+        let (mut engine, _ends) = booted_with_links(1, RunOptions::default());
+        engine.pool.worker_mut(0).assign(item(3), at(0));
+        let mut actions = Vec::new();
+        engine.on_exit(0, Exit::Signaled(9), &mut actions);
+        assert_eq!(
+            engine
+                .queue
+                .iter()
+                .map(|item| item.index)
+                .collect::<Vec<_>>(),
+            [3]
+        );
+        assert_eq!(
+            engine.queue.front().map(|item| item.attempt),
+            Some(1),
+            "no try spent"
+        );
+        assert_eq!(
+            (engine.board.failed.get(), engine.board.retried.get()),
+            (0, 0)
+        );
+        assert_eq!(
+            actions,
+            [Action::Say(String::from(
+                "worker 1 (pid 100) died by SIGKILL"
+            ))]
+        );
+    }
+
+    #[test]
+    fn a_crash_aborted_by_ruby_is_named_by_its_signal() {
+        let (mut engine, _ends) = booted_with_links(1, RunOptions::default());
+        engine.pool.worker_mut(0).assign(item(2), at(0));
+        count(&engine, 0, 1, 0);
+        let counter = engine.pool.worker(0).link().unwrap().counter();
+        counter.set_fatal_signal(libc::SIGSEGV);
+        let mut actions = Vec::new();
+        engine.on_exit(0, Exit::Signaled(libc::SIGABRT), &mut actions);
+        assert!(matches!(
+            &actions[..],
+            [Action::Failed {
+                cause: Cause::Died(Exit::Signaled(libc::SIGSEGV)),
+                ..
+            }]
+        ));
+    }
+
+    #[test]
     fn a_timed_out_item_says_so() {
         let options = RunOptions {
             timeout: Some(Duration::from_millis(500)),
             ..RunOptions::default()
         };
-        let mut engine = booted(1, options);
+        let (mut engine, _ends) = booted_with_links(1, options);
         engine.pool.worker_mut(0).assign(item(3), at(0));
+        count(&engine, 0, 1, 0);
         engine.pool.worker_mut(0).time_out();
         let mut actions = Vec::new();
         engine.on_exit(0, Exit::Signaled(15), &mut actions);
@@ -236,13 +310,50 @@ mod tests {
 
     #[test]
     fn finished_items_whose_answers_died_count_as_performed() {
-        let mut engine = booted(1, RunOptions::default());
+        let (mut engine, _ends) = booted_with_links(1, RunOptions::default());
         let worker = engine.pool.worker_mut(0);
         worker.assign(item(0), at(0));
         worker.assign(item(1), at(0));
-        worker.observe(1, at(1));
+        count(&engine, 0, 2, 1);
         engine.on_exit(0, Exit::Signaled(9), &mut Vec::new());
         assert_eq!(engine.board.performed.get(), 1);
         assert_eq!(engine.board.failed.get(), 1);
+    }
+
+    #[test]
+    fn finished_items_whose_results_died_are_lost_or_tried_again() {
+        let options = RunOptions {
+            wants_results: true,
+            retries: 1,
+            ..RunOptions::default()
+        };
+        let (mut engine, _ends) = booted_with_links(1, options);
+        let worker = engine.pool.worker_mut(0);
+        worker.assign(item(0), at(0));
+        worker.assign(item(1), at(0));
+        count(&engine, 0, 2, 2);
+        let mut actions = Vec::new();
+        engine.on_exit(0, Exit::Exited(3), &mut actions);
+        assert_eq!(
+            engine.board.performed.get(),
+            0,
+            "never counted as performed"
+        );
+        assert_eq!(
+            engine
+                .queue
+                .iter()
+                .map(|item| item.attempt)
+                .collect::<Vec<_>>(),
+            [2, 2]
+        );
+        assert!(actions.iter().all(|action| matches!(
+            action,
+            Action::Failed {
+                cause: Cause::Lost(Exit::Exited(3)),
+                retry: Some(_),
+                ..
+            }
+        )));
     }
 }

@@ -64,12 +64,24 @@ impl Occupant {
     }
 }
 
+/// The last reading of a worker process's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reading {
+    /// Items it started.
+    pub started: u64,
+    /// Items it finished.
+    pub finished: u64,
+    /// The fatal signal it recorded before dying, if any (Ruby's crash
+    /// handler turns a SIGSEGV into an abort).
+    pub fatal_signal: Option<i32>,
+}
+
 /// What a reaped worker leaves behind.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Departure {
     /// Items it finished whose answers were lost with it.
     pub finished: Vec<Item>,
-    /// The item it was performing when it died, if any.
+    /// The item it had started and not finished when it died, if any.
     pub performing: Option<Item>,
     /// Items it held but never started, to be sent elsewhere.
     pub unstarted: Vec<Item>,
@@ -77,6 +89,8 @@ pub struct Departure {
     pub phase: Phase,
     /// True when it was stopped for overrunning the timeout.
     pub timed_out: bool,
+    /// The fatal signal it recorded, if any.
+    pub fatal_signal: Option<i32>,
 }
 
 /// The answer a worker gave for its oldest item.
@@ -117,6 +131,8 @@ pub struct Worker {
     /// Items the current process has finished, as last read from its
     /// counter.
     finished: u64,
+    /// Since when the process's answer pipe is closed while it lives on.
+    hung_up_since: Option<Instant>,
     pace: Pace,
     /// The master's ends of the current process's pipes.
     link: Option<Link>,
@@ -138,6 +154,7 @@ impl Worker {
             assigned: 0,
             answered: 0,
             finished: 0,
+            hung_up_since: None,
             pace: Pace::default(),
             link: None,
         }
@@ -386,13 +403,15 @@ impl Worker {
         due
     }
 
-    /// Records that the process was reaped after finishing `finished` items
-    /// in all (the last reading of its counter), and drops its pipes.
+    /// Records that the process was reaped, with `reading` the last
+    /// reading of its counters, and drops its pipes.
     ///
     /// Returns what it leaves behind: the items it finished without
-    /// answering, the one it was performing, and those it never started.
-    pub fn reaped(&mut self, finished: u64) -> Departure {
-        self.finished = finished.max(self.finished);
+    /// answering, the one it had started and not finished, and those it
+    /// never started.
+    pub fn reaped(&mut self, reading: Reading) -> Departure {
+        self.finished = reading.finished.max(self.finished);
+        let in_progress = reading.started > self.finished;
         let number = self.number;
         let occupant = Arc::clone(&self.occupant);
         let gone = std::mem::replace(
@@ -406,22 +425,42 @@ impl Worker {
         let finished_count = gone.finished_unanswered();
         let mut held = gone.held;
         let finished: Vec<Item> = held.drain(..finished_count).collect();
-        let performing = held.pop_front();
+        let performing = if in_progress { held.pop_front() } else { None };
         Departure {
             finished,
             performing,
             unstarted: held.into_iter().collect(),
             phase: gone.phase,
             timed_out: gone.timed_out,
+            fatal_signal: reading.fatal_signal,
         }
     }
 
-    /// The last reading of the counter of finished items, taken before the
-    /// pipes go.
-    pub fn final_count(&self) -> u64 {
-        self.link
-            .as_ref()
-            .map_or(self.finished, |link| link.counter().finished())
+    /// Reads the process's counters, before its pipes go.
+    pub fn reading(&self) -> Reading {
+        match self.link.as_ref().map(Link::counter) {
+            Some(counter) => Reading {
+                started: counter.started(),
+                finished: counter.finished(),
+                fatal_signal: counter.fatal_signal(),
+            },
+            None => Reading {
+                started: self.finished,
+                finished: self.finished,
+                fatal_signal: None,
+            },
+        }
+    }
+
+    /// How long the process's answer pipe has been closed while it lives
+    /// on, as of `now` (a worker never closes it before it exits: one that
+    /// did can no longer answer).
+    pub fn hung_up_for(&mut self, now: Instant) -> Option<Duration> {
+        if !self.is_alive() || !self.link.as_ref().is_some_and(Link::hung_up) {
+            return None;
+        }
+        let since = *self.hung_up_since.get_or_insert(now);
+        Some(now.saturating_duration_since(since))
     }
 }
 
@@ -471,7 +510,7 @@ pub(crate) mod tests {
         worker.started(42, None);
         assert_eq!((view.pid(), view.is_running()), (Some(42), true));
         assert_eq!(worker.pid(), Some(42));
-        worker.reaped(0);
+        worker.reaped(Reading::default());
         assert_eq!((view.pid(), view.is_running()), (Some(42), false));
         assert_eq!(worker.pid(), None);
         assert_eq!(worker.who().to_string(), "worker 2 (pid 42)");
@@ -503,8 +542,13 @@ pub(crate) mod tests {
             worker.assign(item(index), at(2));
         }
         worker.answer(None).unwrap();
-        // It finished items 1 and 2 too, but those answers died with it.
-        let departure = worker.reaped(1003);
+        // It finished items 1 and 2 too, but those answers died with it,
+        // and it had started item 3.
+        let departure = worker.reaped(Reading {
+            started: 1004,
+            finished: 1003,
+            fatal_signal: None,
+        });
         assert_eq!(departure.finished, vec![item(1), item(2)]);
         assert_eq!(departure.performing, Some(item(3)));
         assert_eq!(departure.unstarted, vec![item(4)]);
@@ -515,10 +559,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_item_never_started_is_not_blamed_for_a_death() {
+        let mut worker = ready(1);
+        worker.assign(item(0), at(0));
+        worker.answer(None).unwrap();
+        worker.assign(item(1), at(5));
+        // Killed while idle: it finished one item and started no other.
+        let departure = worker.reaped(Reading {
+            started: 1,
+            finished: 1,
+            fatal_signal: None,
+        });
+        assert_eq!(departure.performing, None);
+        assert_eq!(departure.unstarted, vec![item(1)]);
+    }
+
+    #[test]
     fn a_worker_dying_in_boot_is_told_apart() {
         let mut worker = Worker::new(1, Arc::default());
         worker.started(7, None);
-        assert_eq!(worker.reaped(0).phase, Phase::Booting);
+        assert_eq!(worker.reaped(Reading::default()).phase, Phase::Booting);
     }
 
     #[test]
@@ -527,7 +587,7 @@ pub(crate) mod tests {
         worker.assign(item(5), at(0));
         assert_eq!(worker.said_bye(), vec![item(5)]);
         assert!(!worker.has_room(64));
-        assert_eq!(worker.reaped(0).performing, None);
+        assert_eq!(worker.reaped(Reading::default()).performing, None);
     }
 
     #[test]
@@ -539,7 +599,7 @@ pub(crate) mod tests {
         assert!(worker.take_kill_due(at(1000)));
         assert!(!worker.take_kill_due(at(2000)), "killed once");
         worker.kill_at(at(3000));
-        worker.reaped(0);
+        worker.reaped(Reading::default());
         assert_eq!(
             worker.kill_deadline(),
             None,

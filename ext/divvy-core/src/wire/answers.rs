@@ -18,6 +18,10 @@ const MAX_BUFFERED: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Answers {
     fd: RawFd,
+    /// The pipe `fd` was when opened (device and inode): a `perform` that
+    /// closed it and opened a file that took its number must not get the
+    /// answers.
+    identity: Option<(u64, u64)>,
     buffer: Vec<u8>,
     oldest: Option<Instant>,
 }
@@ -27,6 +31,7 @@ impl Answers {
     pub const fn new() -> Answers {
         Answers {
             fd: -1,
+            identity: None,
             buffer: Vec::new(),
             oldest: None,
         }
@@ -35,6 +40,7 @@ impl Answers {
     /// Makes `fd` (the worker's answer pipe) where answers go.
     pub fn open(&mut self, fd: RawFd) {
         self.fd = fd;
+        self.identity = identity(fd);
     }
 
     /// Queues `frame`.
@@ -49,9 +55,12 @@ impl Answers {
 
     /// Writes every queued answer, blocking until the pipe took them.
     ///
-    /// Returns false when the master is gone (or the pipe was closed).
+    /// Returns false when the master is gone, or the pipe was closed or
+    /// replaced.
     pub fn write(&mut self) -> bool {
-        let written = write_all(self.fd, &self.buffer);
+        let written = self.identity.is_some()
+            && identity(self.fd) == self.identity
+            && write_all(self.fd, &self.buffer);
         self.buffer.clear();
         self.oldest = None;
         written
@@ -62,6 +71,20 @@ impl Default for Answers {
     fn default() -> Answers {
         Answers::new()
     }
+}
+
+/// The device and inode of what `fd` refers to, if it is open.
+fn identity(fd: RawFd) -> Option<(u64, u64)> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat fills in the stat it is given, or fails.
+    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: fstat succeeded, so `stat` is filled in.
+    let stat = unsafe { stat.assume_init() };
+    // The fields' types differ between systems (i32 on macOS).
+    #[allow(clippy::unnecessary_cast)]
+    Some((stat.st_dev as u64, stat.st_ino as u64))
 }
 
 fn write_all(fd: RawFd, mut bytes: &[u8]) -> bool {
@@ -104,6 +127,20 @@ mod tests {
     fn a_large_queue_is_due_at_once() {
         let mut answers = Answers::new();
         assert!(answers.queue(&Frame::Result(vec![0; MAX_BUFFERED])));
+    }
+
+    #[test]
+    fn refuses_a_descriptor_that_is_no_longer_the_pipe() {
+        let (_rx, tx) = os::pipe().unwrap();
+        let mut answers = Answers::new();
+        answers.open(tx.as_raw_fd());
+        // The pipe's number now stands for another file, as after a close
+        // and an open.
+        let null = std::fs::File::open("/dev/null").unwrap();
+        // SAFETY: replaces this test's own descriptor `tx` in one step.
+        assert!(unsafe { libc::dup2(null.as_raw_fd(), tx.as_raw_fd()) } >= 0);
+        answers.queue(&Frame::Done);
+        assert!(!answers.write());
     }
 
     #[test]

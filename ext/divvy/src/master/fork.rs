@@ -30,7 +30,6 @@ pub fn spawn(ruby: &Ruby, run: &mut Run, index: usize) -> Result<(), Error> {
     inherited_fds.extend(run.wake.raw_fds());
     inherited_fds.extend(link.raw_fds());
     let perform_method = perform_method(ruby, task)?;
-    let wants_results = task.respond_to("completed", true)?;
     let forked: Option<i32> = ruby.module_process().funcall("fork", ())?;
     let Some(pid) = forked else {
         let options = run.engine.options();
@@ -45,7 +44,7 @@ pub fn spawn(ruby: &Ruby, run: &mut Run, index: usize) -> Result<(), Error> {
                 inherited_fds,
                 master_pid: run.master_pid,
                 counter: link.counter(),
-                wants_results,
+                wants_results: options.wants_results,
                 max_memory: options.max_memory,
                 verbose: run.verbose,
                 script: title::script_name(ruby),

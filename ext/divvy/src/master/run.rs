@@ -84,13 +84,17 @@ impl Run {
         let wake = WakePipe::open().map_err(|err| os_error(ruby, "opening a pipe", err))?;
         let occupants = occupants(ruby, setup.views, setup.board.worker_count())?;
         let total = total(setup.task)?;
+        let options = RunOptions {
+            wants_results: setup.task.respond_to("completed", true)?,
+            ..setup.options
+        };
         let tag: Value = ruby.class_object().new_instance(())?;
         let anchor = ruby.ary_new_from_values(&[setup.task, setup.views.as_value(), tag]);
         Ok(Run {
-            engine: Engine::new(setup.options, Arc::clone(&setup.board), occupants),
+            engine: Engine::new(options, Arc::clone(&setup.board), occupants),
             actions: Vec::new(),
             wake,
-            meter: setup.options.progress.then(|| Meter::new(total)),
+            meter: options.progress.then(|| Meter::new(total)),
             verbose: setup.verbose,
             board: setup.board,
             master_pid: setup.master_pid,

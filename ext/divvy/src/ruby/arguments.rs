@@ -62,6 +62,7 @@ pub fn read(ruby: &Ruby, args: &[Value]) -> Result<Arguments, Error> {
             .map(|megabytes| megabytes.saturating_mul(1024 * 1024)),
         shard: parse_shard(ruby, shard)?,
         progress: progress.is_some_and(|value| value.to_bool()),
+        wants_results: false,
     };
     Ok(Arguments {
         task,

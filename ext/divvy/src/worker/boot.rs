@@ -10,7 +10,7 @@ use divvy_core::wire::frame::Frame;
 use divvy_core::wire::wake;
 
 use super::leave::{install_traps, leave, report_and_leave};
-use super::{answer, Setup};
+use super::{answer, crash, Setup};
 use crate::vm::title;
 
 thread_local! {
@@ -46,6 +46,7 @@ pub fn boot(ruby: &Ruby, setup: &Setup<'_>) -> String {
     if !os::die_with_parent(setup.master_pid) {
         leave(1);
     }
+    crash::name_crashes(setup.counter);
     ruby.gc_register_mark_object(setup.view);
     CURRENT.with(|current| current.set(Some(setup.view.into())));
     title::set(ruby, &title::worker(setup.number, &setup.script));

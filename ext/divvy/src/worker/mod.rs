@@ -10,6 +10,7 @@
 mod answer;
 mod arity;
 mod boot;
+mod crash;
 mod leave;
 mod perform;
 mod receive;
@@ -75,6 +76,9 @@ pub fn run(ruby: &Ruby, setup: Setup<'_>) -> ! {
             }
             Err(error) => report_and_leave(ruby, &format!("{label} stopped"), &error),
         };
+        // Marked before anything of the item runs: should the worker die
+        // from here on, the master knows the item had begun.
+        setup.counter.start();
         if received.len() >= crate::marshal::LARGE_STRING && setup.max_memory.is_none() {
             // Not under --max-memory: memory kept for reuse would count
             // against the limit.

@@ -64,7 +64,7 @@ impl Performer {
             Ok(answer) => {
                 // Counted before its answer is queued: should the worker
                 // die with the answer unsent, the master still knows.
-                counter.record();
+                counter.finish();
                 answer::queue(&answer)
             }
             Err(error) => {
@@ -77,7 +77,7 @@ impl Performer {
                 // Sent before it is counted: a failure is never mistaken
                 // for a performed item.
                 let sent = answer::send(&Frame::Failed(failure));
-                counter.record();
+                counter.finish();
                 sent
             }
         }
