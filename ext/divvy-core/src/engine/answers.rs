@@ -157,10 +157,10 @@ mod tests {
             actions,
             [
                 Action::Say(String::from(
-                    "worker 1 (pid 100): answered for an item it does not hold; killing it"
+                    "worker 1 (pid 5000000): answered for an item it does not hold; killing it"
                 )),
                 Action::Signal {
-                    pid: 100,
+                    pid: 5_000_000,
                     signal: libc::SIGKILL
                 }
             ]

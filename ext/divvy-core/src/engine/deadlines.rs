@@ -6,14 +6,15 @@ use std::time::{Duration, Instant};
 
 use super::{Action, Engine};
 
-/// How long a worker stopped for a timeout gets between TERM and KILL.
-const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
+/// How long a worker stopped for a timeout, or what a reaped worker left
+/// running, gets between TERM and KILL.
+pub(super) const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 /// How long workers get between TERM and KILL when the run stops at once.
 const TERM_GRACE: Duration = Duration::from_secs(3);
 /// How often live workers are checked for an exit their pipes did not show.
 const REAP_INTERVAL: Duration = Duration::from_millis(250);
-/// How soon a worker whose answer pipe hung up is checked again: it is
-/// exiting.
+/// How soon a worker whose answer pipe hung up, or the group of a reaped
+/// worker, is checked again: it is exiting.
 const HUNG_UP_INTERVAL: Duration = Duration::from_millis(5);
 /// How long a worker may live on after closing its answer pipe before it
 /// is stopped: one that closed it can no longer answer.
@@ -21,9 +22,20 @@ const HUNG_UP_GRACE: Duration = Duration::from_secs(1);
 
 impl Engine {
     /// Stops workers whose item overran the timeout (TERM now, KILL after a
-    /// grace period) and kills those whose grace is over; the item is
-    /// reported when the worker is reaped.
+    /// grace period) and kills those whose grace is over, and what reaped
+    /// workers left behind once its grace is over; the item is reported
+    /// when the worker is reaped.
     pub fn on_tick(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        self.lingering.retain(|(pgid, kill_at)| {
+            let alive = crate::os::group_alive(*pgid);
+            if alive && *kill_at <= now {
+                actions.push(Action::Signal {
+                    pid: *pgid,
+                    signal: libc::SIGKILL,
+                });
+            }
+            alive && *kill_at > now
+        });
         if let Some(timeout) = self.options.timeout {
             for index in self.pool.overdue(now, timeout) {
                 let worker = self.pool.worker_mut(index);
@@ -70,10 +82,11 @@ impl Engine {
     pub fn wait_bound(&self, now: Instant) -> Duration {
         let limit = self.board.worker_count();
         let starting = self.goes_on() && self.pool.first_unstarted(limit).is_some();
-        let hung_up = self
-            .pool
-            .workers()
-            .any(|worker| worker.link().is_some_and(|link| link.hung_up()));
+        let hung_up = !self.lingering.is_empty()
+            || self
+                .pool
+                .workers()
+                .any(|worker| worker.link().is_some_and(|link| link.hung_up()));
         let wait = if starting {
             Duration::ZERO
         } else if hung_up {
@@ -84,6 +97,21 @@ impl Engine {
         match self.pool.next_deadline(self.options.timeout) {
             Some(deadline) => wait.min(deadline.saturating_duration_since(now)),
             None => wait,
+        }
+    }
+
+    /// True while workers' processes, or what reaped workers left running,
+    /// may still be alive.
+    pub fn any_running(&self) -> bool {
+        self.any_alive() || !self.lingering.is_empty()
+    }
+
+    /// Sends `signal` (an INT or QUIT the master received) on to every live
+    /// worker's group, as a terminal would have: workers in groups of
+    /// their own do not get the terminal's signals.
+    pub fn forward(&self, signal: i32, actions: &mut Vec<Action>) {
+        for pid in self.pool.workers().filter_map(super::worker::Worker::pid) {
+            actions.push(Action::Signal { pid, signal });
         }
     }
 
@@ -145,7 +173,7 @@ mod tests {
         engine.on_tick(at(99), &mut actions);
         assert!(actions.is_empty());
         engine.on_tick(at(100), &mut actions);
-        assert_eq!(signals(&actions), [(100, libc::SIGTERM)]);
+        assert_eq!(signals(&actions), [(5_000_000, libc::SIGTERM)]);
         assert!(engine.pool().worker(0).timed_out());
         assert_eq!(
             engine.wait_bound(at(1000)),
@@ -156,19 +184,20 @@ mod tests {
         engine.on_tick(at(600), &mut actions);
         assert!(actions.is_empty(), "TERM is sent once");
         engine.on_tick(at(1100), &mut actions);
-        assert_eq!(signals(&actions), [(100, libc::SIGKILL)]);
+        assert_eq!(signals(&actions), [(5_000_000, libc::SIGKILL)]);
     }
 
     #[test]
     fn stopping_at_once_terms_every_live_worker() {
         let mut engine = booted(2, RunOptions::default());
-        engine.forget(1);
         let mut actions = Vec::new();
+        engine.forget(1, at(0), &mut actions);
+        actions.clear();
         engine.terminate_all(at(0), &mut actions);
-        assert_eq!(signals(&actions), [(100, libc::SIGTERM)]);
+        assert_eq!(signals(&actions), [(5_000_000, libc::SIGTERM)]);
         actions.clear();
         engine.on_tick(at(0) + TERM_GRACE, &mut actions);
-        assert_eq!(signals(&actions), [(100, libc::SIGKILL)]);
+        assert_eq!(signals(&actions), [(5_000_000, libc::SIGKILL)]);
     }
 
     #[test]
@@ -185,7 +214,10 @@ mod tests {
         let mut engine = booted(2, RunOptions::default());
         engine.last_full_reap = at(0);
         assert_eq!(engine.reap_candidates(false, at(10)), []);
-        assert_eq!(engine.reap_candidates(true, at(20)), [(0, 100), (1, 101)]);
+        assert_eq!(
+            engine.reap_candidates(true, at(20)),
+            [(0, 5_000_000), (1, 5_000_001)]
+        );
         assert_eq!(engine.reap_candidates(false, at(30)), []);
         assert_eq!(engine.reap_candidates(false, at(300)).len(), 2);
     }

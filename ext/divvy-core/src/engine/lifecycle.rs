@@ -109,7 +109,7 @@ mod tests {
         engine.started(0, 10, None);
         assert_eq!(engine.due_spawns(), [1]);
         engine.started(1, 11, None);
-        engine.forget(0);
+        engine.forget(0, crate::engine::worker::tests::at(0), &mut Vec::new());
         assert_eq!(engine.due_spawns(), [0, 2]);
         engine.started(0, 12, None);
         assert_eq!(
@@ -141,7 +141,7 @@ mod tests {
             ]
         );
         assert_eq!(engine.trim(), 2, "worker 2 is still leaving");
-        engine.forget(1);
+        engine.forget(1, crate::engine::worker::tests::at(0), &mut Vec::new());
         assert_eq!(engine.trim(), 1);
     }
 }

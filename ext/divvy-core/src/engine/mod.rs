@@ -78,7 +78,8 @@ pub enum Action {
         cause: Cause,
         retry: Option<Retry>,
     },
-    /// Send signal `signal` to process `pid` (a worker's).
+    /// Send signal `signal` to the process group worker process `pid`
+    /// leads: the worker and what its `perform` started.
     Signal { pid: i32, signal: i32 },
     /// Print this line on stderr.
     Say(String),
@@ -110,6 +111,10 @@ pub struct Engine {
     last_full_reap: Instant,
     /// The index the next new item gets.
     next_index: u64,
+    /// Process groups of reaped workers that still have processes (what a
+    /// `perform` started and left behind): sent TERM, and due for KILL at
+    /// the instant beside each.
+    lingering: Vec<(i32, Instant)>,
 }
 
 impl Engine {
@@ -134,6 +139,7 @@ impl Engine {
             spare_buffers: Vec::new(),
             last_full_reap: Instant::now(),
             next_index: 0,
+            lingering: Vec::new(),
         }
     }
 
@@ -212,7 +218,7 @@ pub(crate) mod tests {
     pub fn booted(size: usize, options: RunOptions) -> Engine {
         let mut engine = engine(size, options);
         for index in 0..size {
-            engine.started(index, 100 + index as i32, None);
+            engine.started(index, 5_000_000 + index as i32, None);
             engine.pool.worker_mut(index).booted();
         }
         engine
@@ -228,7 +234,7 @@ pub(crate) mod tests {
         let mut ends = Vec::new();
         for index in 0..size {
             let (link, worker_ends) = crate::wire::link::open(false).unwrap();
-            engine.started(index, 100 + index as i32, Some(link));
+            engine.started(index, 5_000_000 + index as i32, Some(link));
             engine.pool.worker_mut(index).booted();
             ends.push(worker_ends);
         }

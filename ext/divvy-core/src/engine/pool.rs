@@ -183,7 +183,8 @@ mod tests {
     fn ready_pool(size: usize) -> Pool {
         let mut pool = pool(size);
         for index in 0..size {
-            pool.worker_mut(index).started(100 + index as i32, None);
+            pool.worker_mut(index)
+                .started(5_000_000 + index as i32, None);
             pool.worker_mut(index).booted();
         }
         pool

@@ -2,6 +2,8 @@
 //! its item (another try, or the end), and when workers that keep dying
 //! before they boot stop the run.
 
+use std::time::Instant;
+
 use super::exit::Exit;
 use super::item::Item;
 use super::report::{Cause, Who};
@@ -21,12 +23,13 @@ impl Engine {
     /// queue at no cost; and the report says how it ended. Read its last
     /// answers first (`read_answers`), so that an item it answered is not
     /// taken for lost.
-    pub fn on_exit(&mut self, index: usize, exit: Exit, actions: &mut Vec<Action>) {
+    pub fn on_exit(&mut self, index: usize, exit: Exit, now: Instant, actions: &mut Vec<Action>) {
         let worker = self.pool.worker_mut(index);
         let who = worker.who();
         let expected = worker.phase() == Phase::Leaving && !worker.timed_out();
         let reading = worker.reading();
         let departure = worker.reaped(reading);
+        self.clear_group(who, now, actions);
         let exit = fatal_cause(exit, departure.fatal_signal);
         self.hand_back(departure.unstarted);
         let lost = self.options.wants_results && !departure.finished.is_empty();
@@ -59,10 +62,27 @@ impl Engine {
 
     /// Settles worker `index`, reaped while the run stops at once: what it
     /// held is dropped unreported, as the run ends without it.
-    pub fn forget(&mut self, index: usize) {
+    pub fn forget(&mut self, index: usize, now: Instant, actions: &mut Vec<Action>) {
         let worker = self.pool.worker_mut(index);
+        let who = worker.who();
         let reading = worker.reading();
         worker.reaped(reading);
+        self.clear_group(who, now, actions);
+    }
+
+    /// Stops what the reaped worker `who` left running in its process group
+    /// (what its `perform` started and did not wait for): TERM now, KILL
+    /// after the grace unless the group is gone by then.
+    fn clear_group(&mut self, who: Who, now: Instant, actions: &mut Vec<Action>) {
+        let Some(pid) = who.pid.filter(|pid| crate::os::group_alive(*pid)) else {
+            return;
+        };
+        actions.push(Action::Signal {
+            pid,
+            signal: libc::SIGTERM,
+        });
+        self.lingering
+            .push((pid, now + super::deadlines::TIMEOUT_GRACE));
     }
 
     /// Counts a worker that died before it was ready, and makes the run
@@ -143,7 +163,7 @@ mod tests {
         worker.assign(item(1), at(0));
         count(&engine, 0, 1, 0);
         let mut actions = Vec::new();
-        engine.on_exit(0, Exit::Signaled(9), &mut actions);
+        engine.on_exit(0, Exit::Signaled(9), at(0), &mut actions);
         assert!(matches!(
             &actions[..],
             [Action::Failed { item: failed, cause: Cause::Died(Exit::Signaled(9)), retry: None, .. }]
@@ -168,7 +188,7 @@ mod tests {
         let (mut engine, _ends) = booted_with_links(1, RunOptions::default());
         engine.pool.worker_mut(0).assign(item(3), at(0));
         let mut actions = Vec::new();
-        engine.on_exit(0, Exit::Signaled(9), &mut actions);
+        engine.on_exit(0, Exit::Signaled(9), at(0), &mut actions);
         assert_eq!(
             engine
                 .queue
@@ -189,7 +209,7 @@ mod tests {
         assert_eq!(
             actions,
             [Action::Say(String::from(
-                "worker 1 (pid 100) died by SIGKILL"
+                "worker 1 (pid 5000000) died by SIGKILL"
             ))]
         );
     }
@@ -202,7 +222,7 @@ mod tests {
         let counter = engine.pool.worker(0).link().unwrap().counter();
         counter.set_fatal_signal(libc::SIGSEGV);
         let mut actions = Vec::new();
-        engine.on_exit(0, Exit::Signaled(libc::SIGABRT), &mut actions);
+        engine.on_exit(0, Exit::Signaled(libc::SIGABRT), at(0), &mut actions);
         assert!(matches!(
             &actions[..],
             [Action::Failed {
@@ -223,7 +243,7 @@ mod tests {
         count(&engine, 0, 1, 0);
         engine.pool.worker_mut(0).time_out();
         let mut actions = Vec::new();
-        engine.on_exit(0, Exit::Signaled(15), &mut actions);
+        engine.on_exit(0, Exit::Signaled(15), at(0), &mut actions);
         assert!(matches!(
             &actions[..],
             [Action::Failed { cause: Cause::TimedOut(timeout), .. }] if *timeout == Duration::from_millis(500)
@@ -273,7 +293,7 @@ mod tests {
         let mut actions = Vec::new();
         for round in 1..=3 {
             engine.started(0, 50 + round, None);
-            engine.on_exit(0, Exit::Exited(3), &mut actions);
+            engine.on_exit(0, Exit::Exited(3), at(0), &mut actions);
             assert_eq!(engine.fatal().is_some(), round == 3, "round {round}");
         }
         assert_eq!(
@@ -296,13 +316,13 @@ mod tests {
         let mut engine = booted(2, RunOptions::default());
         let mut actions = Vec::new();
         engine.pool.worker_mut(0).leave();
-        engine.on_exit(0, Exit::Exited(0), &mut actions);
-        engine.on_exit(1, Exit::Exited(2), &mut actions);
+        engine.on_exit(0, Exit::Exited(0), at(0), &mut actions);
+        engine.on_exit(1, Exit::Exited(2), at(0), &mut actions);
         assert_eq!(
             actions,
             [
-                Action::Notice(String::from("worker 1 (pid 100) exited with status 0")),
-                Action::Say(String::from("worker 2 (pid 101) exited with status 2")),
+                Action::Notice(String::from("worker 1 (pid 5000000) exited with status 0")),
+                Action::Say(String::from("worker 2 (pid 5000001) exited with status 2")),
             ]
         );
         assert_eq!(engine.board.failures.get(), 1);
@@ -315,7 +335,7 @@ mod tests {
         worker.assign(item(0), at(0));
         worker.assign(item(1), at(0));
         count(&engine, 0, 2, 1);
-        engine.on_exit(0, Exit::Signaled(9), &mut Vec::new());
+        engine.on_exit(0, Exit::Signaled(9), at(0), &mut Vec::new());
         assert_eq!(engine.board.performed.get(), 1);
         assert_eq!(engine.board.failed.get(), 1);
     }
@@ -333,7 +353,7 @@ mod tests {
         worker.assign(item(1), at(0));
         count(&engine, 0, 2, 2);
         let mut actions = Vec::new();
-        engine.on_exit(0, Exit::Exited(3), &mut actions);
+        engine.on_exit(0, Exit::Exited(3), at(0), &mut actions);
         assert_eq!(
             engine.board.performed.get(),
             0,

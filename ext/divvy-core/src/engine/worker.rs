@@ -488,7 +488,7 @@ pub(crate) mod tests {
 
     pub fn ready(number: usize) -> Worker {
         let mut worker = Worker::new(number, Arc::default());
-        worker.started(100 + number as i32, None);
+        worker.started(4_999_999 + number as i32, None);
         worker.booted();
         worker
     }

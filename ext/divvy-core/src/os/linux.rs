@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::signal::Signal;
 
 /// Set when the kernel refused `vmsplice` once; bytes are then written.
 static SPLICE_REFUSED: AtomicBool = AtomicBool::new(false);
@@ -47,9 +46,36 @@ pub fn splice_into_pipe(fd: BorrowedFd<'_>, bytes: &[u8]) -> Option<nix::Result<
 }
 
 pub fn die_with_parent(master_pid: i32) -> bool {
-    // The kernel sends the signal when the parent dies, even by SIGKILL.
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    // The kernel sends the signal when the parent dies, even by SIGKILL. A
+    // real-time signal, which Ruby leaves alone, reaches a handler that
+    // kills the worker's whole group; SIGKILL would orphan what `perform`
+    // started.
+    let signo = parent_death_signal();
+    let mut action = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a zeroed sigaction is valid; the handler only calls kill,
+    // which is async-signal-safe.
+    let installed = unsafe {
+        let action = action.as_mut_ptr();
+        (*action).sa_sigaction = kill_group as *const () as usize;
+        libc::sigemptyset(&mut (*action).sa_mask);
+        libc::sigaction(signo, action, std::ptr::null_mut()) == 0
+    };
+    let signal = if installed { signo } else { libc::SIGKILL };
+    // SAFETY: prctl with PR_SET_PDEATHSIG only records the signal.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) };
     nix::unistd::getppid().as_raw() == master_pid
+}
+
+/// The signal a worker gets when its master dies: a real-time one, clear
+/// of those glibc keeps for itself.
+fn parent_death_signal() -> libc::c_int {
+    libc::SIGRTMAX() - 3
+}
+
+/// Kills the worker's process group, the worker included.
+extern "C" fn kill_group(_signo: libc::c_int) {
+    // SAFETY: kill is async-signal-safe; this ends the process.
+    unsafe { libc::kill(0, libc::SIGKILL) };
 }
 
 pub fn keep_freed_memory() {

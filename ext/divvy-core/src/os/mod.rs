@@ -43,13 +43,44 @@ pub fn splice_into_pipe(fd: BorrowedFd<'_>, bytes: &[u8]) -> Option<nix::Result<
 }
 
 /// Arranges for this process (a worker) to be killed when the process
-/// `master_pid`, its parent, dies. Runs in the worker, right after the
-/// fork.
+/// `master_pid`, its parent, dies, and with it every process of its process
+/// group (what its `perform` started). Runs in the worker, right after the
+/// fork, once it leads its own group.
 ///
 /// Returns false when the parent is already gone (it died during the
 /// fork), and the worker should leave at once.
 pub fn die_with_parent(master_pid: i32) -> bool {
     imp::die_with_parent(master_pid)
+}
+
+/// Makes process `pid` (0: this one) the leader of a process group of its
+/// own, so that what it starts can be signalled with it. Both the master
+/// (with the worker's pid) and the worker (with 0) call it, so the group
+/// exists whichever runs first; the loser's call fails harmlessly.
+pub fn lead_process_group(pid: i32) {
+    // SAFETY: setpgid has no memory effects; an error (the worker already
+    // exited, or did it itself) leaves things as they are.
+    unsafe { libc::setpgid(pid, pid) };
+}
+
+/// Sends `signal` to the process group led by `pid`: the worker and what
+/// its `perform` started; to `pid` alone when it leads no group (it left
+/// it). A process already gone is no error.
+pub fn signal_group(pid: i32, signal: i32) {
+    // SAFETY: kill has no memory effects.
+    let sent = unsafe { libc::kill(-pid, signal) } == 0;
+    if !sent {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// True while a process of the group `pgid` is alive (or a zombie not yet
+/// reaped).
+pub fn group_alive(pgid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the group exists.
+    let exists = unsafe { libc::kill(-pgid, 0) } == 0;
+    exists || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Makes this process keep the memory it frees for its next allocations

@@ -30,12 +30,13 @@ pub fn splice_into_pipe(_fd: BorrowedFd<'_>, _bytes: &[u8]) -> Option<nix::Resul
 pub fn die_with_parent(master_pid: i32) -> bool {
     // A thread of its own looks for the parent, so that a worker busy in a
     // long `perform` still notices; it needs no Ruby. Reparented (the
-    // master is gone), the worker is killed.
+    // master is gone), the worker is killed with its process group.
     let watch = move || loop {
         std::thread::sleep(PARENT_WATCH_INTERVAL);
         if nix::unistd::getppid().as_raw() != master_pid {
-            // SAFETY: kill has no preconditions; this ends the process.
-            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            // SAFETY: kill has no preconditions; this ends the worker's
+            // group, the worker included.
+            unsafe { libc::kill(0, libc::SIGKILL) };
         }
     };
     let _ = std::thread::Builder::new()

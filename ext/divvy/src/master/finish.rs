@@ -25,20 +25,21 @@ pub fn finish(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
         turn::turn(ruby, run)?;
     }
     run.engine.close_all().map_err(closing)?;
-    while run.engine.any_alive() {
+    while run.engine.any_running() {
         turn::turn(ruby, run)?;
     }
     Ok(())
 }
 
-/// Stops every live worker: TERM, a grace period, then KILL; reaps them
-/// all, so the run leaves neither orphans nor zombies. What they held is
-/// dropped unreported: the run ends on an error. Runs in the master.
+/// Stops every live worker and what it started: TERM to each worker's
+/// process group, a grace period, then KILL; reaps them all, so the run
+/// leaves neither orphans nor zombies. What they held is dropped
+/// unreported: the run ends on an error. Runs in the master.
 ///
 /// Raises what waiting raises (an `Interrupt` from a trap).
 pub fn stop_workers(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
     run.engine.terminate_all(Instant::now(), &mut run.actions);
-    while run.engine.any_alive() {
+    while run.engine.any_running() {
         run.engine.on_tick(Instant::now(), &mut run.actions);
         report::send_signals(run);
         // Waits briefly for SIGCHLD's wake-up without holding the GVL.
@@ -57,7 +58,7 @@ pub fn stop_workers(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
                 let known = exit_of(status)
                     .is_ok_and(|exit| exit != divvy_core::engine::exit::Exit::Unknown);
                 run.view(ruby, index)?.reaped(known.then_some(status));
-                run.engine.forget(index);
+                run.engine.forget(index, Instant::now(), &mut run.actions);
             }
         }
     }

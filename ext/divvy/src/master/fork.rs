@@ -6,6 +6,7 @@
 
 use magnus::{prelude::*, Error, Ruby, Value};
 
+use divvy_core::os;
 use divvy_core::wire::link;
 
 use super::run::Run;
@@ -52,6 +53,7 @@ pub fn spawn(ruby: &Ruby, run: &mut Run, index: usize) -> Result<(), Error> {
         )
     };
     drop(ends);
+    os::lead_process_group(pid);
     run.engine.started(index, pid, Some(link));
     if run.verbose {
         say(

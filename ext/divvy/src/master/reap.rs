@@ -49,7 +49,8 @@ fn settle(ruby: &Ruby, run: &mut Run, index: usize, status: Value) -> Result<(),
     let exit = exit_of(status)?;
     run.view(ruby, index)?
         .reaped((exit != Exit::Unknown).then_some(status));
-    run.engine.on_exit(index, exit, &mut run.actions);
+    run.engine
+        .on_exit(index, exit, Instant::now(), &mut run.actions);
     report::carry_out(ruby, run)?;
     raise_if_fatal(ruby, run)
 }

@@ -11,6 +11,7 @@ use divvy_core::engine::exit::{signal_name, Exit};
 use divvy_core::engine::item::Item;
 use divvy_core::engine::report::{failure_message, truncate, Cause, Who};
 use divvy_core::engine::{Action, Fatal, Retry};
+use divvy_core::os;
 
 use super::run::Run;
 use super::traps;
@@ -51,10 +52,10 @@ pub fn send_signals(run: &mut Run) {
     }
 }
 
+/// Sends `signal` to the group of worker process `pid`; a process already
+/// gone is what the master learns when it reaps it.
 fn send_signal(pid: i32, signal: i32) {
-    // SAFETY: kill has no memory effects; a process that is already gone
-    // (ESRCH) is what the master learns when it reaps it.
-    unsafe { libc::kill(pid, signal) };
+    os::signal_group(pid, signal);
 }
 
 /// Hands the value an item returned to the task's `completed(result,

@@ -62,6 +62,8 @@ pub struct Run {
     pub master_pid: i32,
     /// Items `dispatch` yielded, this machine's shard or not.
     pub yielded: u64,
+    /// INT and QUIT signals sent on to the workers so far.
+    pub forwarded_interrupts: usize,
     /// The script's name, for process titles.
     pub script: String,
     /// How many items the task says it has, for the title.
@@ -99,6 +101,7 @@ impl Run {
             board: setup.board,
             master_pid: setup.master_pid,
             yielded: 0,
+            forwarded_interrupts: 0,
             script: title::script_name(ruby),
             total,
             titled_at: Instant::now(),

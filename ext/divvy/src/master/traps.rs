@@ -28,6 +28,12 @@ pub fn requested_stop() -> Stop {
     )
 }
 
+/// Returns how many INT and QUIT signals the master received since
+/// `install`.
+pub fn interrupts() -> usize {
+    INTERRUPTS.load(Ordering::SeqCst)
+}
+
 /// Returns how many workers TTIN asked to add and TTOU to remove since the
 /// last call.
 pub fn take_resizes() -> (usize, usize) {

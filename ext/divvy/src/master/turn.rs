@@ -53,9 +53,17 @@ fn time_out(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
     report::carry_out(ruby, run)
 }
 
-/// Records what the signals received ask of the run; raises `Shutdown` at
-/// once when they ask to stop at once.
+/// Records what the signals received ask of the run, and sends a new INT
+/// or QUIT on to the workers (each in a process group of its own, they do
+/// not get the terminal's); raises `Shutdown` at once when the signals ask
+/// to stop at once.
 fn obey_signals(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
+    let interrupts = traps::interrupts();
+    if interrupts > run.forwarded_interrupts {
+        run.forwarded_interrupts = interrupts;
+        run.engine.forward(traps::last_signal(), &mut run.actions);
+        report::carry_out(ruby, run)?;
+    }
     run.engine.request_stop(traps::requested_stop());
     if run.engine.fatal() == Some(&Fatal::Abort) {
         return raise_if_fatal(ruby, run);

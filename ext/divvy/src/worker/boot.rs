@@ -25,7 +25,8 @@ pub fn current(ruby: &Ruby) -> Option<Value> {
     CURRENT.with(Cell::get).map(|view| ruby.get_inner(view))
 }
 
-/// Boots the worker: closes the master's ends of every pipe, puts the
+/// Boots the worker: leads a process group of its own, closes the
+/// master's ends of every pipe, puts the
 /// output pipes in place of stdout and stderr, arranges to die with the
 /// master, sets the process title, installs the worker's traps, runs the
 /// task's `after_fork` and tells the master it is ready. Runs in the
@@ -33,6 +34,8 @@ pub fn current(ruby: &Ruby) -> Option<Value> {
 ///
 /// Returns how reports name the worker: `worker 3 (pid 4242)`.
 pub fn boot(ruby: &Ruby, setup: &Setup<'_>) -> String {
+    // A group of its own, so that what `perform` starts is stopped with it.
+    os::lead_process_group(0);
     for fd in &setup.inherited_fds {
         // SAFETY: these descriptors belong to the master's side; nothing in
         // this process uses them.
