@@ -81,7 +81,9 @@ impl Engine {
     /// else until the next check for exits, bounded by the next deadline.
     pub fn wait_bound(&self, now: Instant) -> Duration {
         let limit = self.board.worker_count();
-        let starting = self.goes_on() && self.pool.first_unstarted(limit).is_some();
+        let starting = self.goes_on()
+            && self.forks_resume_at().is_none_or(|at| at <= now)
+            && self.pool.first_unstarted(limit).is_some();
         let hung_up = !self.lingering.is_empty()
             || self
                 .pool
@@ -94,7 +96,8 @@ impl Engine {
         } else {
             REAP_INTERVAL
         };
-        match self.pool.next_deadline(self.options.timeout) {
+        let deadline = self.pool.next_deadline(self.options.timeout);
+        match deadline.into_iter().chain(self.forks_resume_at()).min() {
             Some(deadline) => wait.min(deadline.saturating_duration_since(now)),
             None => wait,
         }

@@ -50,6 +50,8 @@ pub use self::watch::Watched;
 pub enum Fatal {
     /// Workers keep dying before they boot; the message says how.
     BootFailure(String),
+    /// No worker runs and none can be forked; the message says why.
+    ForkFailure(String),
     /// A signal asked to stop at once.
     Abort,
 }
@@ -115,6 +117,8 @@ pub struct Engine {
     /// `perform` started and left behind): sent TERM, and due for KILL at
     /// the instant beside each.
     lingering: Vec<(i32, Instant)>,
+    /// After a fork failed, when the next may be tried.
+    fork_blocked_until: Option<Instant>,
 }
 
 impl Engine {
@@ -140,6 +144,7 @@ impl Engine {
             last_full_reap: Instant::now(),
             next_index: 0,
             lingering: Vec::new(),
+            fork_blocked_until: None,
         }
     }
 

@@ -10,6 +10,7 @@
 mod dispatch;
 mod finish;
 mod fork;
+mod fork_watch;
 mod meter;
 mod reap;
 mod report;
@@ -64,13 +65,15 @@ fn drive(ruby: &Ruby, cell: &RunCell) -> Result<(), Error> {
     {
         let mut run = cell.lock(ruby)?;
         compact_heap(ruby)?;
-        fork::spawn(ruby, &mut run, 0)?;
+        fork::start(ruby, &mut run, 0)?;
     }
     let dispatched = dispatch::dispatch(ruby, cell);
     let mut run = cell.lock(ruby)?;
     run.engine.dispatch_done();
-    if run.engine.fatal().is_some() {
-        return dispatched;
+    if let Some(fatal) = run.engine.fatal() {
+        // A stop at once may have ended dispatch quietly (seen by the
+        // block before a turn of the loop raised it).
+        return dispatched.and_then(|()| Err(report::fatal_error(ruby, &run, fatal)));
     }
     if dispatched.is_ok() {
         // Every worker runs once, even when dispatch yielded fewer items

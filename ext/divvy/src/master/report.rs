@@ -180,6 +180,7 @@ fn task_error(
 pub fn fatal_error(ruby: &Ruby, run: &Run, fatal: &Fatal) -> Error {
     match fatal {
         Fatal::BootFailure(message) => Error::new(class(ruby, Kind::BootFailure), message.clone()),
+        Fatal::ForkFailure(message) => Error::new(class(ruby, Kind::Divvy), message.clone()),
         Fatal::Abort => shutdown_error(ruby, run, "at once"),
     }
 }

@@ -18,6 +18,7 @@ use divvy_core::engine::worker::Occupant;
 use divvy_core::engine::{Action, Engine};
 use divvy_core::wire::wake::WakePipe;
 
+use super::fork_watch::ForkWatch;
 use super::meter::Meter;
 use super::view::WorkerView;
 use crate::vm::errors::{divvy_error, os_error};
@@ -54,6 +55,8 @@ pub struct Run {
     pub wake: WakePipe,
     /// The progress display, under `progress: true`.
     pub meter: Option<Meter>,
+    /// Gives up a fork that keeps failing.
+    pub fork_watch: ForkWatch,
     /// True under `-v`.
     pub verbose: bool,
     /// The master's counters.
@@ -84,6 +87,12 @@ impl Run {
     /// Raises `Divvy::Error` when no pipe can be opened.
     pub fn new(ruby: &Ruby, setup: Setup) -> Result<Run, Error> {
         let wake = WakePipe::open().map_err(|err| os_error(ruby, "opening a pipe", err))?;
+        let fork_watch = ForkWatch::start().map_err(|err| {
+            divvy_error(
+                ruby,
+                format!("cannot start a run: no thread can be started ({err}); is the process limit reached?"),
+            )
+        })?;
         let occupants = occupants(ruby, setup.views, setup.board.worker_count())?;
         let total = total(setup.task)?;
         let options = RunOptions {
@@ -97,6 +106,7 @@ impl Run {
             actions: Vec::new(),
             wake,
             meter: options.progress.then(|| Meter::new(total)),
+            fork_watch,
             verbose: setup.verbose,
             board: setup.board,
             master_pid: setup.master_pid,

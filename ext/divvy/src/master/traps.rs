@@ -2,7 +2,9 @@
 //! signal and wakes the loop; the loop decides what it means (see
 //! `divvy_core::engine::stop` and docs/SIGNALS.md): the first INT or QUIT
 //! drains, a second one or any TERM stops at once, TTIN adds a worker and
-//! TTOU removes one. The workers' traps are in `worker::leave`.
+//! TTOU removes one. URG, and INT, QUIT and TERM while a fork is under
+//! way, give that fork up (see `fork_watch`). The workers' traps are in
+//! `worker::leave`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -11,8 +13,11 @@ use magnus::{prelude::*, Error, RArray, RModule, Ruby, Value};
 use divvy_core::engine::stop::Stop;
 use divvy_core::wire::wake::wake;
 
+use super::fork_watch::{abandon, Abandoned};
+use crate::vm::errors::divvy_error;
+
 /// The signals the master traps while `Master#run` runs.
-const MASTER_SIGNALS: [&str; 5] = ["INT", "QUIT", "TERM", "TTIN", "TTOU"];
+const MASTER_SIGNALS: [&str; 6] = ["INT", "QUIT", "TERM", "TTIN", "TTOU", "URG"];
 
 static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
 static TERMINATES: AtomicUsize = AtomicUsize::new(0);
@@ -57,8 +62,10 @@ fn signal_module(ruby: &Ruby) -> Result<RModule, Error> {
     ruby.class_object().const_get("Signal")
 }
 
+/// The master's trap: records the signal and wakes the loop; raises out of
+/// a fork under way when it gives the fork up.
 fn master_handler(
-    _ruby: &Ruby,
+    ruby: &Ruby,
     args: &[Value],
     _block: Option<magnus::block::Proc>,
 ) -> Result<(), Error> {
@@ -73,6 +80,11 @@ fn master_handler(
         libc::SIGTTOU => {
             FEWER_WORKERS.fetch_add(1, Ordering::SeqCst);
         }
+        libc::SIGURG => {
+            if abandon(Abandoned::Stuck) {
+                return Err(divvy_error(ruby, "fork given up: it keeps failing"));
+            }
+        }
         signo => {
             LAST_SIGNAL.store(signo as usize, Ordering::SeqCst);
             let counter = if signo == libc::SIGTERM {
@@ -81,6 +93,10 @@ fn master_handler(
                 &INTERRUPTS
             };
             counter.fetch_add(1, Ordering::SeqCst);
+            wake();
+            if abandon(Abandoned::Interrupted) {
+                return Err(divvy_error(ruby, "fork given up: a signal came"));
+            }
         }
     }
     wake();
@@ -88,8 +104,8 @@ fn master_handler(
 }
 
 impl Traps {
-    /// Traps INT, QUIT, TERM, TTIN and TTOU in the master for the duration
-    /// of a run, and forgets the signals of earlier runs. Runs in the
+    /// Traps INT, QUIT, TERM, TTIN, TTOU and URG in the master for the
+    /// duration of a run, and forgets the signals of earlier runs. Runs in the
     /// master.
     ///
     /// Returns the guard that `restore` uses; raises what `Signal.trap`

@@ -1,0 +1,71 @@
+# frozen_string_literal: true
+
+# A fork that fails: reported in one line, the run goes on with the workers
+# it has, stops with a clear error when it has none, and obeys signals at
+# every moment. Process limits bind only an unprivileged user, so these
+# run the command as one (a user id no one else uses) under `ulimit -u`.
+RSpec.describe 'a fork that fails' do
+  # A user id of its own: the limit counts every process of the user.
+  let(:uid) { 53_211 }
+
+  before do
+    skip 'needs root to run the command as another user' unless Process.uid.zero?
+  end
+
+  # A script of `count` items of `seconds` each, in a directory the user
+  # can read.
+  def slow_script(dir, count:, seconds:)
+    File.chmod(0o755, dir)
+    write_script(dir, 'slow.rb', <<~RUBY).tap { |path| File.chmod(0o644, path) }
+      class Slow
+        include Divvy::Parallelizable
+        def dispatch = #{count}.times { |i| yield i }
+        def perform(_) = sleep(#{seconds})
+      end
+    RUBY
+  end
+
+  # The command line running `divvy ARGS` as UID with at most `processes`
+  # processes.
+  def limited(processes, *args)
+    command = ['ruby', File.join(ROOT, 'exe', 'divvy'), *args.map(&:to_s)].join(' ')
+    ['setpriv', "--reuid=#{uid}", "--regid=#{uid}", '--clear-groups',
+     'bash', '-c', "ulimit -u #{processes} && exec #{command}"]
+  end
+
+  it 'says so in one line and goes on with the workers it has' do
+    Dir.mktmpdir do |dir|
+      result = run_command(limited(8, '-n', 20, slow_script(dir, count: 40, seconds: 0.05)), chdir: '/')
+      expect(result.status).to be_success, result.stderr
+      lines = result.stderr.lines
+      expect(lines.size).to eq(1), result.stderr
+      expect(lines.first).to match(/\Adivvy: cannot fork worker \d+: .*Resource temporarily unavailable.*; going on with \d+ workers\n\z/)
+    end
+  end
+
+  it 'stops with a clear error when it cannot start at all' do
+    Dir.mktmpdir do |dir|
+      result = run_command(limited(1, '-n', 2, slow_script(dir, count: 4, seconds: 0)), chdir: '/')
+      expect(result.exitstatus).to eq(1)
+      expect(result.stderr).to match(/\Adivvy: cannot start a run: .*Resource temporarily unavailable.*\n\z/)
+    end
+  end
+
+  it 'obeys TERM while a fork keeps failing' do
+    Dir.mktmpdir do |dir|
+      script = slow_script(dir, count: 400, seconds: 0.2)
+      outputs = { out: File.join(dir, 'out'), err: File.join(dir, 'err') }
+      pid = spawn(spec_env, *limited(8, '-n', 20, script), **outputs, chdir: '/')
+      # The limit leaves room for six workers: the seventh fork is stuck.
+      eventually { `pgrep -u #{uid} -c -f 'divvy worker'`.to_i >= 6 }
+      sleep 0.3
+      expect(File.read(File.join(dir, 'err'))).not_to include('cannot fork')
+      master = `pgrep -u #{uid} -f 'divvy master'`.to_i
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      Process.kill(:TERM, master)
+      expect(wait_for(pid).exitstatus).to eq(143)
+      expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).to be < 10
+      expect(File.read(File.join(dir, 'err'))).to match(/stopped by SIGTERM at once/)
+    end
+  end
+end
