@@ -3,6 +3,8 @@
 require 'optparse'
 require 'etc'
 require 'divvy'
+require 'divvy/cli/report'
+require 'divvy/cli/script'
 
 module Divvy
   # The `divvy` command: parses the command line, loads the script and runs
@@ -35,20 +37,30 @@ module Divvy
     #   signal stopped the run
     def run
       script = parse
-      task = load_script(script)
+      task = Script.load(script, report)
       master = Divvy::Master.new(task, @workers || Etc.nprocessors, @verbose, **@options)
       master.run
       master.items_failed.zero? ? 0 : 1
-    rescue UsageError, OptionParser::ParseError => e
-      fail_with(USAGE, "#{e.message}\n#{parser.banner}")
-    rescue Divvy::Master::Shutdown => e
-      @stderr.puts("divvy: #{e.message}")
-      128 + (e.signo || 15)
-    rescue Divvy::Error => e
-      fail_with(1, e.message)
+    rescue ScriptError, StandardError => e
+      stopped_by(e)
     end
 
     private
+
+    # Prints what stopped the command and returns its exit status; raises
+    # `error` again when it is none of divvy's.
+    def stopped_by(error)
+      case error
+      when UsageError, OptionParser::ParseError then report.failure(USAGE, "#{error.message}\n#{parser.banner}")
+      when Divvy::Master::Shutdown then report.failure(128 + (error.signo || 15), error.message)
+      when Divvy::Error then report.failure(1, error.message)
+      else raise error
+      end
+    end
+
+    def report
+      Report.new(@stderr, verbose: @verbose)
+    end
 
     def parser
       @parser ||= OptionParser.new do |opts|
@@ -119,31 +131,6 @@ module Divvy
       script = rest.shift or raise UsageError, 'no script given'
       ARGV.replace(rest)
       script
-    end
-
-    def load_script(script)
-      raise Divvy::Error, "#{script}: no such file" unless File.file?(script)
-      raise Divvy::Error, "#{script}: not readable" unless File.readable?(script)
-
-      $PROGRAM_NAME = script
-      Divvy.load(script)
-    rescue ScriptError, StandardError => e
-      raise if e.is_a?(Divvy::Error)
-
-      raise Divvy::Error, script_failure(script, e)
-    end
-
-    def script_failure(script, error)
-      first_line = error.message.lines.first.to_s.chomp
-      message = "#{script}: #{error.class}: #{first_line}"
-      return message unless @verbose
-
-      ([message] + Array(error.backtrace).map { |line| "\tfrom #{line}" }).join("\n")
-    end
-
-    def fail_with(status, message)
-      @stderr.puts("divvy: #{message}")
-      status
     end
   end
 end
