@@ -128,11 +128,13 @@ RSpec.describe 'the divvy command' do
     end
 
     it 'rejects -n 0' do
-      expect_one_line_error(divvy('-n', 0, example_script), 2, /\Adivvy: invalid worker count: 0/)
+      expect_one_line_error(divvy('-n', 0, example_script), 2,
+                            /\Adivvy: invalid value: worker count must be a positive Integer, got 0$/)
     end
 
     it 'rejects -n -2' do
-      expect_one_line_error(divvy('-n', -2, example_script), 2, /\Adivvy: invalid worker count: -2/)
+      expect_one_line_error(divvy('-n', -2, example_script), 2,
+                            /\Adivvy: invalid value: worker count must be a positive Integer, got -2$/)
     end
 
     it 'rejects -n abc' do

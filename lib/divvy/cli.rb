@@ -37,6 +37,7 @@ module Divvy
     #   signal stopped the run
     def run
       script = parse
+      check_ranges
       task = Script.load(script, report)
       master = Divvy::Master.new(task, @workers || Etc.nprocessors, @verbose, **@options)
       master.run
@@ -62,6 +63,22 @@ module Divvy
       Report.new(@stderr, verbose: @verbose)
     end
 
+    # A task Divvy::Master.new accepts, for {#check_ranges}.
+    STAND_IN = Class.new do
+      def dispatch; end
+      def perform; end
+    end.new.freeze
+    private_constant :STAND_IN
+
+    # Checks the numbers given against the ranges divvy accepts before the
+    # script runs: a Divvy::Master made for a stand-in task raises the
+    # Divvy::Error the real one would, and it becomes a usage error.
+    def check_ranges
+      Divvy::Master.new(STAND_IN, @workers || 1, **@options)
+    rescue Divvy::Error => e
+      raise UsageError, "invalid value: #{e.message}"
+    end
+
     def parser
       @parser ||= OptionParser.new do |opts|
         opts.banner = 'Usage: divvy [-n WORKERS] [OPTIONS] SCRIPT [ARGS...]'
@@ -78,25 +95,22 @@ module Divvy
     # -n, -r, -t: how many workers, and how items are retried and bounded.
     def define_run_options(opts)
       opts.on('-n', '--workers WORKERS', Integer, 'number of worker processes (default: one per processor)') do |count|
-        @workers = check(count, count >= 1, "worker count: #{count} (must be at least 1)")
+        @workers = count
       end
       opts.on('-r', '--retries N', Integer, 'try a failed item up to N more times (default: 0)') do |count|
-        @options[:retries] = check(count, count >= 0, "retry count: #{count} (must be 0 or more)")
+        @options[:retries] = count
       end
       opts.on('-t', '--timeout SECONDS', Float, 'stop a worker whose item takes longer (default: none)') do |seconds|
-        valid = seconds.positive? && seconds.finite?
-        @options[:timeout] = check(seconds, valid, "timeout: #{seconds} (must be more than 0)")
+        @options[:timeout] = seconds
       end
     end
 
     # --max-tasks, --max-memory, --shard: when workers are replaced, and
     # which items this machine performs.
     def define_worker_options(opts)
-      opts.on('--max-tasks N', Integer, 'replace a worker after it performed N items') do |count|
-        @options[:max_tasks] = check(count, count >= 1, "--max-tasks: #{count} (must be at least 1)")
-      end
+      opts.on('--max-tasks N', Integer, 'replace a worker after it performed N items') { |n| @options[:max_tasks] = n }
       opts.on('--max-memory MB', Integer, 'replace a worker whose resident memory passes MB after an item') do |mb|
-        @options[:max_memory] = check(mb, mb >= 1, "--max-memory: #{mb} (must be at least 1)")
+        @options[:max_memory] = mb
       end
       opts.on('--shard I/N', 'perform only items whose dispatch index modulo N is I (0 <= I < N)') do |shard|
         index, count = shard.match(%r{\A(\d+)/(\d+)\z})&.captures&.map(&:to_i)
