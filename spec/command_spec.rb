@@ -99,6 +99,60 @@ RSpec.describe 'the divvy command' do
     end
   end
 
+  describe 'a hook that raises' do
+    # A task whose hook named by HOOK raises KeyError: "HOOK broke".
+    let(:hooky) do
+      <<~RUBY
+        class Hooky
+          include Divvy::Parallelizable
+          def broke(hook) = (raise KeyError, "\#{hook} broke" if ENV['HOOK'] == hook)
+          def dispatch
+            6.times { |i| yield i }
+            broke('dispatch')
+          end
+          def perform(i) = (raise 'no good' if i == 5)
+          def completed(_result, _i) = broke('completed')
+          def failed(_error, _i) = broke('failed')
+          def before_fork(_worker) = broke('before_fork')
+        end
+      RUBY
+    end
+
+    %w[dispatch completed failed before_fork].each do |hook|
+      it "names #{hook} and its exception in one line, then says what was done, and exits 1" do
+        Dir.mktmpdir do |dir|
+          script = write_script(dir, 'hooky.rb', hooky)
+          result = divvy('-n', 2, script, env: { 'HOOK' => hook })
+          expect(result.exitstatus).to eq(1)
+          expect(result.stderr).to match(/^divvy: #{hook} raised KeyError: #{hook} broke$/)
+          expect(result.stderr).not_to match(/\.rb:\d+:in /) # no Ruby backtrace
+          expect(result.stderr.scan(/^divvy: \d+ performed, \d+ failed, \d+ retried/).size).to eq(1)
+
+          verbose = divvy('-v', '-n', 2, script, env: { 'HOOK' => hook })
+          expect(verbose.exitstatus).to eq(1)
+          expect(verbose.stderr).to match(/^divvy: #{hook} raised KeyError: #{hook} broke\n\tfrom .*hooky\.rb:\d+:in `broke'$/)
+          expect(verbose.stderr).not_to include('cli.rb')
+          expect(verbose.stderr.scan(/^divvy: \d+ performed, \d+ failed, \d+ retried/).size).to eq(1)
+        end
+      end
+    end
+
+    it 'leaves an item that cannot be marshalled to the error it always had' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'procs.rb', <<~RUBY)
+          class Procs
+            include Divvy::Parallelizable
+            def dispatch = yield(proc {})
+            def perform(_) = nil
+          end
+        RUBY
+        result = divvy('-n', 1, script)
+        expect(result.exitstatus).to eq(1)
+        expect(result.stderr.lines.first).to match(/\Adivvy: cannot dispatch item \[#<Proc:.*\]: argument 1 \(a Proc\)/)
+      end
+    end
+  end
+
   describe 'help and version' do
     it 'prints usage with -h' do
       result = divvy('-h')

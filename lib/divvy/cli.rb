@@ -3,6 +3,7 @@
 require 'optparse'
 require 'etc'
 require 'divvy'
+require 'divvy/cli/hook_watch'
 require 'divvy/cli/report'
 require 'divvy/cli/script'
 
@@ -32,16 +33,17 @@ module Divvy
     # task on a {Divvy::Master}. Errors are printed, not raised.
     #
     # @return [Integer] the exit status: 0 when every item was performed, 1
-    #   when an item finally failed, workers could not boot or the script
-    #   could not be run, 2 for a usage error, 128 + the signal number when a
-    #   signal stopped the run
+    #   when an item finally failed, a hook raised, workers could not boot
+    #   or the script could not be run, 2 for a usage error, 128 + the
+    #   signal number when a signal stopped the run
     def run
       script = parse
       check_ranges
       task = Script.load(script, report)
-      master = Divvy::Master.new(task, @workers || Etc.nprocessors, @verbose, **@options)
-      master.run
-      master.items_failed.zero? ? 0 : 1
+      @hooks = HookWatch.new(task)
+      @master = Divvy::Master.new(task, @workers || Etc.nprocessors, @verbose, **@options)
+      @master.run
+      @master.items_failed.zero? ? 0 : 1
     rescue ScriptError, StandardError => e
       stopped_by(e)
     end
@@ -49,8 +51,11 @@ module Divvy
     private
 
     # Prints what stopped the command and returns its exit status; raises
-    # `error` again when it is none of divvy's.
+    # `error` again when it is none of divvy's and no hook raised it.
     def stopped_by(error)
+      hook = @hooks&.hook_for(error)
+      return report.hook_failed(hook, error, @master) if hook
+
       case error
       when UsageError, OptionParser::ParseError then report.failure(USAGE, "#{error.message}\n#{parser.banner}")
       when Divvy::Master::Shutdown then report.failure(128 + (error.signo || 15), error.message)

@@ -26,6 +26,19 @@ module Divvy
         status
       end
 
+      # Prints that the task's hook `hook` raised `error`; then, unless the
+      # run printed its own summary (under -v and after a failure), what
+      # `master` did.
+      #
+      # @return [Integer] 1, the exit status
+      def hook_failed(hook, error, master)
+        failure(1, "#{hook} raised #{error.class}: #{first_line(error)}#{backtrace(error)}")
+        return 1 if @verbose || master.failures.positive?
+
+        failure(1, "#{master.items_performed} performed, #{master.items_failed} failed, " \
+                   "#{master.items_retried} retried before it stopped")
+      end
+
       # @return [String] the message for a script that raised `error` while
       #   it loaded
       def script_failure(script, error)
