@@ -207,6 +207,12 @@ RSpec.describe 'the divvy command' do
       expect_one_line_error(divvy('-n', 2, 'no/such/script.rb'), 1, %r{\Adivvy: no/such/script.rb: no such file})
     end
 
+    it 'rejects a script that is a directory, saying so' do
+      Dir.mktmpdir do |dir|
+        expect_one_line_error(divvy('-n', 2, dir), 1, /\Adivvy: #{Regexp.escape(dir)}: is a directory\n\z/)
+      end
+    end
+
     it 'rejects a script it cannot read' do
       Dir.mktmpdir do |dir|
         script = write_script(dir, 'secret.rb', '')

@@ -25,7 +25,9 @@ module Divvy
 
       # Raises Divvy::Error naming what is wrong with the script's path.
       def self.check(path)
-        raise Divvy::Error, "#{path}: no such file" unless File.file?(path)
+        raise Divvy::Error, "#{path}: no such file" unless File.exist?(path)
+        raise Divvy::Error, "#{path}: is a directory" if File.directory?(path)
+        raise Divvy::Error, "#{path}: not a regular file" unless File.file?(path)
         raise Divvy::Error, "#{path}: not readable" unless File.readable?(path)
       end
       private_class_method :check
