@@ -60,6 +60,23 @@ RSpec.describe 'the divvy command' do
       expect(result.stderr).to match(/divvy: worker 1 \(pid \d+\) exited with status 0/)
     end
 
+    it 'says which task class runs with -v' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'dance_party.rb', <<~RUBY)
+          class DanceParty
+            include Divvy::Parallelizable
+            def dispatch = yield(1)
+            def perform(_) = puts('party')
+          end
+          class DanceHelper; include Divvy::Parallelizable; end
+        RUBY
+        result = divvy('-v', '-n', 1, script)
+        expect(result.status).to be_success, result.stderr
+        expect(result.stderr.lines.first).to eq("divvy: running DanceParty from #{script}\n")
+        expect(divvy('-n', 1, script).stderr).to be_empty
+      end
+    end
+
     it 'exits 1 and names the worker, item and exception when an item raises' do
       Dir.mktmpdir do |dir|
         script = write_script(dir, 'raises.rb', <<~RUBY)

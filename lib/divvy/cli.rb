@@ -39,7 +39,7 @@ module Divvy
     def run
       script = parse
       check_ranges
-      task = Script.load(script, report)
+      task = Script.load(script, report, @verbose ? @stderr : nil)
       @hooks = HookWatch.new(task)
       @master = Divvy::Master.new(task, @workers || Etc.nprocessors, @verbose, **@options)
       @master.run

@@ -5,18 +5,20 @@ module Divvy
     # The script the command runs: its path checked, then loaded with
     # {Divvy.load}. Runs in the master.
     module Script
-      # Loads `path` and returns its task.
+      # Loads `path` and returns its task, saying which class runs under -v.
       #
       # @param path [String] the script, as given on the command line
-      # @param report [Report] what makes the message of a script that
-      #   raised
+      # @param report [Report] where errors and the -v line are made
+      # @param stderr [#puts] where the -v line goes, or nil
       # @return [Parallelizable] the task
       # @raise [Divvy::Error] naming the script and what is wrong with it,
       #   or the exception it raised while it loaded
-      def self.load(path, report)
+      def self.load(path, report, stderr)
         check(path)
         $PROGRAM_NAME = path
-        Divvy.load(path)
+        task = Divvy.load(path)
+        stderr&.puts("divvy: running #{task.class} from #{path}")
+        task
       rescue ScriptError, StandardError => e
         raise if e.is_a?(Divvy::Error)
 
