@@ -170,6 +170,40 @@ RSpec.describe 'the divvy command' do
     end
   end
 
+  describe 'how an item ended' do
+    it 'reports exit 3 inside perform with its status' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'exits.rb', <<~RUBY)
+          class Exits
+            include Divvy::Parallelizable
+            def dispatch = 4.times { |i| yield i }
+            def perform(i)
+              exit 3 if i == 2
+              puts "done \#{i}"
+            end
+          end
+        RUBY
+        result = divvy('-n', 2, script)
+        expect(result.exitstatus).to eq(1)
+        expect(result.stdout.lines).to contain_exactly("done 0\n", "done 1\n", "done 3\n")
+        expect(result.stderr).to match(/^divvy: worker [12] \(pid \d+\) exited with status 3 while performing \[2\]$/)
+        expect(result.stderr).not_to include('SystemExit')
+      end
+    end
+
+    it 'gives Divvy.map the status in TaskError#exit_status' do
+      result = ruby_code(<<~RUBY)
+        require 'divvy'
+        begin
+          Divvy.map([1, 2, 3], workers: 1) { |i| i == 2 ? exit(3) : i }
+        rescue Divvy::TaskError => e
+          p [e.reason, e.exit_status, e.args]
+        end
+      RUBY
+      expect(result.stdout).to eq("[:died, 3, [1, 2]]\n"), result.stderr
+    end
+  end
+
   describe 'help and version' do
     it 'prints usage with -h' do
       result = divvy('-h')
