@@ -77,6 +77,13 @@ RSpec.describe Divvy do
     end
   end
 
+  it 'is described in the README as it is: Master#failures is a count' do
+    master = Divvy::Master.new(Class.new { include Divvy::Parallelizable }.new, 1)
+    row = File.read(File.join(ROOT, 'README.md'))[/^\| `#failures` \|.*$/]
+    expect(master.failures).to be_an(Integer)
+    expect(row).to include('an Integer: how many failures happened')
+  end
+
   it 'defines its errors under Divvy::Error' do
     expect(Divvy::Error.superclass).to be(StandardError)
     expect(Divvy::Master::BootFailure.superclass).to be(Divvy::Error)
