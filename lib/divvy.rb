@@ -14,25 +14,9 @@ end
 require 'etc'
 require 'divvy/parallelizable'
 require 'divvy/map'
+require 'divvy/load'
 
 # A forking parallel task runner. See Divvy::Parallelizable for the task
-# interface and Divvy::Master for running one.
-module Divvy
-  # Loads a divvy script and returns a new instance of the last class it
-  # defined that includes {Divvy::Parallelizable}. Runs in the master.
-  #
-  # @param file [String] path of the script
-  # @return [Parallelizable] the task object
-  # @raise [Divvy::Error] when the script defines no such class
-  # @raise [LoadError, SyntaxError] when the script cannot be read or parsed;
-  #   and whatever the script itself raises
-  def self.load(file)
-    known = Parallelizable.parallelizable.dup
-    Kernel.load(File.expand_path(file))
-    defined = Parallelizable.parallelizable - known
-    task_class = defined.last
-    raise Error, "#{file} defines no class that includes Divvy::Parallelizable" unless task_class
-
-    task_class.new
-  end
-end
+# interface, Divvy::Master for running one, Divvy.load, Divvy.map and
+# Divvy.each.
+module Divvy; end

@@ -60,6 +60,23 @@ RSpec.describe 'the divvy command' do
       expect(result.stderr).to match(/divvy: worker 1 \(pid \d+\) exited with status 0/)
     end
 
+    it 'says which task class runs with -v' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'dance_party.rb', <<~RUBY)
+          class DanceParty
+            include Divvy::Parallelizable
+            def dispatch = yield(1)
+            def perform(_) = puts('party')
+          end
+          class DanceHelper; include Divvy::Parallelizable; end
+        RUBY
+        result = divvy('-v', '-n', 1, script)
+        expect(result.status).to be_success, result.stderr
+        expect(result.stderr.lines.first).to eq("divvy: running DanceParty from #{script}\n")
+        expect(divvy('-n', 1, script).stderr).to be_empty
+      end
+    end
+
     it 'exits 1 and names the worker, item and exception when an item raises' do
       Dir.mktmpdir do |dir|
         script = write_script(dir, 'raises.rb', <<~RUBY)
@@ -99,6 +116,94 @@ RSpec.describe 'the divvy command' do
     end
   end
 
+  describe 'a hook that raises' do
+    # A task whose hook named by HOOK raises KeyError: "HOOK broke".
+    let(:hooky) do
+      <<~RUBY
+        class Hooky
+          include Divvy::Parallelizable
+          def broke(hook) = (raise KeyError, "\#{hook} broke" if ENV['HOOK'] == hook)
+          def dispatch
+            6.times { |i| yield i }
+            broke('dispatch')
+          end
+          def perform(i) = (raise 'no good' if i == 5)
+          def completed(_result, _i) = broke('completed')
+          def failed(_error, _i) = broke('failed')
+          def before_fork(_worker) = broke('before_fork')
+        end
+      RUBY
+    end
+
+    %w[dispatch completed failed before_fork].each do |hook|
+      it "names #{hook} and its exception in one line, then says what was done, and exits 1" do
+        Dir.mktmpdir do |dir|
+          script = write_script(dir, 'hooky.rb', hooky)
+          result = divvy('-n', 2, script, env: { 'HOOK' => hook })
+          expect(result.exitstatus).to eq(1)
+          expect(result.stderr).to match(/^divvy: #{hook} raised KeyError: #{hook} broke$/)
+          expect(result.stderr).not_to match(/\.rb:\d+:in /) # no Ruby backtrace
+          expect(result.stderr.scan(/^divvy: \d+ performed, \d+ failed, \d+ retried/).size).to eq(1)
+
+          verbose = divvy('-v', '-n', 2, script, env: { 'HOOK' => hook })
+          expect(verbose.exitstatus).to eq(1)
+          expect(verbose.stderr).to match(/^divvy: #{hook} raised KeyError: #{hook} broke\n\tfrom .*hooky\.rb:\d+:in `broke'$/)
+          expect(verbose.stderr).not_to include('cli.rb')
+          expect(verbose.stderr.scan(/^divvy: \d+ performed, \d+ failed, \d+ retried/).size).to eq(1)
+        end
+      end
+    end
+
+    it 'leaves an item that cannot be marshalled to the error it always had' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'procs.rb', <<~RUBY)
+          class Procs
+            include Divvy::Parallelizable
+            def dispatch = yield(proc {})
+            def perform(_) = nil
+          end
+        RUBY
+        result = divvy('-n', 1, script)
+        expect(result.exitstatus).to eq(1)
+        expect(result.stderr.lines.first).to match(/\Adivvy: cannot dispatch item \[#<Proc:.*\]: argument 1 \(a Proc\)/)
+      end
+    end
+  end
+
+  describe 'how an item ended' do
+    it 'reports exit 3 inside perform with its status' do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'exits.rb', <<~RUBY)
+          class Exits
+            include Divvy::Parallelizable
+            def dispatch = 4.times { |i| yield i }
+            def perform(i)
+              exit 3 if i == 2
+              puts "done \#{i}"
+            end
+          end
+        RUBY
+        result = divvy('-n', 2, script)
+        expect(result.exitstatus).to eq(1)
+        expect(result.stdout.lines).to contain_exactly("done 0\n", "done 1\n", "done 3\n")
+        expect(result.stderr).to match(/^divvy: worker [12] \(pid \d+\) exited with status 3 while performing \[2\]$/)
+        expect(result.stderr).not_to include('SystemExit')
+      end
+    end
+
+    it 'gives Divvy.map the status in TaskError#exit_status' do
+      result = ruby_code(<<~RUBY)
+        require 'divvy'
+        begin
+          Divvy.map([1, 2, 3], workers: 1) { |i| i == 2 ? exit(3) : i }
+        rescue Divvy::TaskError => e
+          p [e.reason, e.exit_status, e.args]
+        end
+      RUBY
+      expect(result.stdout).to eq("[:died, 3, [1, 2]]\n"), result.stderr
+    end
+  end
+
   describe 'help and version' do
     it 'prints usage with -h' do
       result = divvy('-h')
@@ -128,11 +233,13 @@ RSpec.describe 'the divvy command' do
     end
 
     it 'rejects -n 0' do
-      expect_one_line_error(divvy('-n', 0, example_script), 2, /\Adivvy: invalid worker count: 0/)
+      expect_one_line_error(divvy('-n', 0, example_script), 2,
+                            /\Adivvy: invalid value: worker count must be a positive Integer, got 0$/)
     end
 
     it 'rejects -n -2' do
-      expect_one_line_error(divvy('-n', -2, example_script), 2, /\Adivvy: invalid worker count: -2/)
+      expect_one_line_error(divvy('-n', -2, example_script), 2,
+                            /\Adivvy: invalid value: worker count must be a positive Integer, got -2$/)
     end
 
     it 'rejects -n abc' do
@@ -149,6 +256,12 @@ RSpec.describe 'the divvy command' do
 
     it 'rejects a script that does not exist' do
       expect_one_line_error(divvy('-n', 2, 'no/such/script.rb'), 1, %r{\Adivvy: no/such/script.rb: no such file})
+    end
+
+    it 'rejects a script that is a directory, saying so' do
+      Dir.mktmpdir do |dir|
+        expect_one_line_error(divvy('-n', 2, dir), 1, /\Adivvy: #{Regexp.escape(dir)}: is a directory\n\z/)
+      end
     end
 
     it 'rejects a script it cannot read' do

@@ -100,8 +100,57 @@ RSpec.describe 'beyond the original' do
       end
       lines = output.force_encoding('UTF-8').split(/\r\n|\r|\n/).map { |line| line.gsub(/\e\[[0-9;]*[A-Za-z]/, '') }
       expect(lines.grep(/\Aitem \d+\z/).map { |line| line[/\d+/].to_i }.sort).to eq((1..30).to_a)
-      expect(lines.reject(&:empty?).last).to match(%r{30/30 done, 0 failed, [\d.]+/s, \d+s elapsed, ETA})
+      expect(lines.reject(&:empty?).last).to match(%r{30/30 done, 0 failed, [\d.]+/s, \d+s elapsed\s*\z})
       expect(output).to include("\e[2K")
+    end
+
+    # Runs Ruby `code` on a terminal `width` columns wide, and returns the
+    # rows left on its screen (scrollback included), blank ones dropped.
+    def screen_after(code, width:)
+      timeout = ProcessHelpers::COMMAND_TIMEOUT
+      output = TerminalScreen.run(spec_env, ['ruby', '-e', code], width: width, timeout: timeout)
+      TerminalScreen.new(width).play(output).rows.reject(&:empty?)
+    end
+
+    it 'holds a line a worker leaves unfinished until it ends, or the worker has no item left' do
+      code = <<~RUBY
+        require 'divvy'
+        Divvy.each(1..16, workers: 2, progress: true) do |i|
+          $stdout.sync = true
+          print "<\#{i}"
+          sleep 0.03
+          print '>'
+          sleep 0.01
+          puts if i % 4 == 0 # the other items leave their line unfinished
+        end
+        Divvy.each([1], workers: 1, progress: true) { print 'dots...' }
+      RUBY
+      rows = screen_after(code, width: 80)
+      bar_rows = rows.grep(/done/)
+      expect(bar_rows.size).to eq(2), rows.join("\n")
+      expect(bar_rows.first).to match(%r{16/16 done, 0 failed})
+      output_rows = rows - bar_rows
+      expect(output_rows.last).to eq('dots...')
+      expect(output_rows[0...-1]).to all(match(/\A(<\d+>)+\z/)), rows.join("\n")
+      expect(output_rows.join.scan(/<(\d+)>/).flatten.map(&:to_i).sort).to eq((1..16).to_a)
+    end
+
+    [30, 40, 80, 120].each do |width|
+      it "fits the line to a terminal #{width} columns wide, and ends it without an ETA" do
+        code = <<~RUBY
+          require 'divvy'
+          Divvy.each(1..20, workers: 2, progress: true) { |i| sleep 0.02; puts "item \#{i}" }
+          Divvy.each((1..12).lazy.select { true }, workers: 2, progress: true) { |i| sleep 0.02; puts "lazy \#{i}" }
+        RUBY
+        rows = screen_after(code, width: width)
+        bar_rows = rows.grep(/done/)
+        expect(bar_rows.size).to eq(2), rows.join("\n")
+        expect(bar_rows.first).to match(%r{20/20 done, 0 failed})
+        expect(bar_rows.last).to match(/12 done, 0 failed/)
+        expect(bar_rows).to all(satisfy { |row| row.length <= width })
+        expect(rows.join).not_to include('ETA')
+        expect((rows - bar_rows).sort).to eq(((1..20).map { |i| "item #{i}" } + (1..12).map { |i| "lazy #{i}" }).sort)
+      end
     end
 
     it 'prints plain lines when stderr is not a terminal' do

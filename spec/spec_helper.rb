@@ -13,6 +13,8 @@ Dir[File.join(__dir__, 'support', '*.rb')].each { |file| require file }
 RSpec.configure do |config|
   config.include ProcessHelpers
   config.disable_monkey_patching!
+  # A failure shows the whole output it was about, not the first 200 bytes.
+  config.expect_with(:rspec) { |expectations| expectations.max_formatted_output_length = nil }
   config.order = :defined
 
   # Every process a spec starts carries this spec's tag in its environment,

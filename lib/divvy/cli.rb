@@ -3,6 +3,9 @@
 require 'optparse'
 require 'etc'
 require 'divvy'
+require 'divvy/cli/hook_watch'
+require 'divvy/cli/report'
+require 'divvy/cli/script'
 
 module Divvy
   # The `divvy` command: parses the command line, loads the script and runs
@@ -30,25 +33,56 @@ module Divvy
     # task on a {Divvy::Master}. Errors are printed, not raised.
     #
     # @return [Integer] the exit status: 0 when every item was performed, 1
-    #   when an item finally failed, workers could not boot or the script
-    #   could not be run, 2 for a usage error, 128 + the signal number when a
-    #   signal stopped the run
+    #   when an item finally failed, a hook raised, workers could not boot
+    #   or the script could not be run, 2 for a usage error, 128 + the
+    #   signal number when a signal stopped the run
     def run
       script = parse
-      task = load_script(script)
-      master = Divvy::Master.new(task, @workers || Etc.nprocessors, @verbose, **@options)
-      master.run
-      master.items_failed.zero? ? 0 : 1
-    rescue UsageError, OptionParser::ParseError => e
-      fail_with(USAGE, "#{e.message}\n#{parser.banner}")
-    rescue Divvy::Master::Shutdown => e
-      @stderr.puts("divvy: #{e.message}")
-      128 + (e.signo || 15)
-    rescue Divvy::Error => e
-      fail_with(1, e.message)
+      check_ranges
+      task = Script.load(script, report, @verbose ? @stderr : nil)
+      @hooks = HookWatch.new(task)
+      @master = Divvy::Master.new(task, @workers || Etc.nprocessors, @verbose, **@options)
+      @master.run
+      @master.items_failed.zero? ? 0 : 1
+    rescue ScriptError, StandardError => e
+      stopped_by(e)
     end
 
     private
+
+    # Prints what stopped the command and returns its exit status; raises
+    # `error` again when it is none of divvy's and no hook raised it.
+    def stopped_by(error)
+      hook = @hooks&.hook_for(error)
+      return report.hook_failed(hook, error, @master) if hook
+
+      case error
+      when UsageError, OptionParser::ParseError then report.failure(USAGE, "#{error.message}\n#{parser.banner}")
+      when Divvy::Master::Shutdown then report.failure(128 + (error.signo || 15), error.message)
+      when Divvy::Error then report.failure(1, error.message)
+      else raise error
+      end
+    end
+
+    def report
+      Report.new(@stderr, verbose: @verbose)
+    end
+
+    # A task Divvy::Master.new accepts, for {#check_ranges}.
+    STAND_IN = Class.new do
+      def dispatch; end
+      def perform; end
+    end.new.freeze
+    private_constant :STAND_IN
+
+    # Checks the numbers given against the ranges divvy accepts before the
+    # script runs: a Divvy::Master made for a stand-in task raises the
+    # Divvy::Error the real one would, and it becomes a usage error.
+    def check_ranges
+      Divvy::Master.new(STAND_IN, @workers || 1, **@options)
+    rescue Divvy::Error => e
+      raise UsageError, "invalid value: #{e.message}"
+    end
 
     def parser
       @parser ||= OptionParser.new do |opts|
@@ -66,25 +100,22 @@ module Divvy
     # -n, -r, -t: how many workers, and how items are retried and bounded.
     def define_run_options(opts)
       opts.on('-n', '--workers WORKERS', Integer, 'number of worker processes (default: one per processor)') do |count|
-        @workers = check(count, count >= 1, "worker count: #{count} (must be at least 1)")
+        @workers = count
       end
       opts.on('-r', '--retries N', Integer, 'try a failed item up to N more times (default: 0)') do |count|
-        @options[:retries] = check(count, count >= 0, "retry count: #{count} (must be 0 or more)")
+        @options[:retries] = count
       end
       opts.on('-t', '--timeout SECONDS', Float, 'stop a worker whose item takes longer (default: none)') do |seconds|
-        valid = seconds.positive? && seconds.finite?
-        @options[:timeout] = check(seconds, valid, "timeout: #{seconds} (must be more than 0)")
+        @options[:timeout] = seconds
       end
     end
 
     # --max-tasks, --max-memory, --shard: when workers are replaced, and
     # which items this machine performs.
     def define_worker_options(opts)
-      opts.on('--max-tasks N', Integer, 'replace a worker after it performed N items') do |count|
-        @options[:max_tasks] = check(count, count >= 1, "--max-tasks: #{count} (must be at least 1)")
-      end
+      opts.on('--max-tasks N', Integer, 'replace a worker after it performed N items') { |n| @options[:max_tasks] = n }
       opts.on('--max-memory MB', Integer, 'replace a worker whose resident memory passes MB after an item') do |mb|
-        @options[:max_memory] = check(mb, mb >= 1, "--max-memory: #{mb} (must be at least 1)")
+        @options[:max_memory] = mb
       end
       opts.on('--shard I/N', 'perform only items whose dispatch index modulo N is I (0 <= I < N)') do |shard|
         index, count = shard.match(%r{\A(\d+)/(\d+)\z})&.captures&.map(&:to_i)
@@ -119,31 +150,6 @@ module Divvy
       script = rest.shift or raise UsageError, 'no script given'
       ARGV.replace(rest)
       script
-    end
-
-    def load_script(script)
-      raise Divvy::Error, "#{script}: no such file" unless File.file?(script)
-      raise Divvy::Error, "#{script}: not readable" unless File.readable?(script)
-
-      $PROGRAM_NAME = script
-      Divvy.load(script)
-    rescue ScriptError, StandardError => e
-      raise if e.is_a?(Divvy::Error)
-
-      raise Divvy::Error, script_failure(script, e)
-    end
-
-    def script_failure(script, error)
-      first_line = error.message.lines.first.to_s.chomp
-      message = "#{script}: #{error.class}: #{first_line}"
-      return message unless @verbose
-
-      ([message] + Array(error.backtrace).map { |line| "\tfrom #{line}" }).join("\n")
-    end
-
-    def fail_with(status, message)
-      @stderr.puts("divvy: #{message}")
-      status
     end
   end
 end

@@ -65,10 +65,6 @@ impl Engine {
         print: &mut dyn FnMut(RawFd, &[u8]),
     ) -> io::Result<()> {
         self.pool.observe_counters(now);
-        // Output pipes are read last and from the highest index down, so
-        // that a pipe closed at end-of-file does not shift the ones still
-        // to read.
-        let mut outputs = Vec::new();
         for watched in ready {
             match *watched {
                 Watched::Items(index) => {
@@ -76,16 +72,33 @@ impl Engine {
                         link.flush()?;
                     }
                 }
-                Watched::Answers(index) => self.read_answers(index, actions)?,
-                Watched::Output(index, output) => outputs.push((index, output)),
-            }
-        }
-        for (index, output) in outputs.into_iter().rev() {
-            if let Some(link) = self.pool.worker_mut(index).link_mut() {
-                link.relay_output(output, &mut *print);
+                Watched::Answers(index) => {
+                    self.read_answers(index, actions)?;
+                    self.end_output_of_items(index, print);
+                }
+                Watched::Output(index, output) => {
+                    if let Some(link) = self.pool.worker_mut(index).link_mut() {
+                        link.relay_output(output, &mut *print);
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// Once worker `index` has answered for every item it held, prints all
+    /// it wrote, lines it left unfinished included: a worker flushes its
+    /// output before it answers, and holds no item that could print more.
+    /// While it holds another item, what is in its pipes may already be
+    /// that item's, so an unfinished line waits for its end.
+    fn end_output_of_items(&mut self, index: usize, print: &mut dyn FnMut(RawFd, &[u8])) {
+        let worker = self.pool.worker_mut(index);
+        if worker.held_count() > 0 {
+            return;
+        }
+        if let Some(link) = worker.link_mut() {
+            link.drain_output(print);
+        }
     }
 
     /// Hands what worker `index` still has in its output pipes to `print`:

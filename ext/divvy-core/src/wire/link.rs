@@ -29,8 +29,25 @@ pub struct Link {
     closing: bool,
     hung_up: bool,
     counter: Counter,
-    output: Vec<(RawFd, OwnedFd)>,
+    output: Vec<Output>,
 }
+
+/// One of a worker's output pipes, relayed by the master while a progress
+/// bar is drawn. Whole lines are printed as they come; the start of a line
+/// is held until its end, so that the bar is never drawn after it.
+#[derive(Debug)]
+struct Output {
+    /// The stream it stands for: 1 (stdout) or 2 (stderr).
+    stream: RawFd,
+    /// The pipe, until its end-of-file.
+    pipe: Option<OwnedFd>,
+    /// The start of a line the worker has not ended yet.
+    partial: Vec<u8>,
+}
+
+/// The longest line held back: past it, the start of the line is printed
+/// as a line of its own.
+const PARTIAL_LINE_LIMIT: usize = 64 * 1024;
 
 /// The worker's ends of its pipes, blocking.
 #[derive(Debug)]
@@ -62,7 +79,11 @@ pub fn open(capture_output: bool) -> io::Result<(Link, WorkerEnds)> {
         for stream in [1, 2] {
             let (rx, tx) = os::pipe()?;
             set_nonblocking(&rx)?;
-            output.push((stream, rx));
+            output.push(Output {
+                stream,
+                pipe: Some(rx),
+                partial: Vec::new(),
+            });
             output_tx.push((stream, tx));
         }
     }
@@ -223,51 +244,96 @@ impl Link {
     pub fn raw_fds(&self) -> Vec<RawFd> {
         let mut fds = vec![self.answer_rx.as_raw_fd()];
         fds.extend(self.item_tx.as_ref().map(AsRawFd::as_raw_fd));
-        fds.extend(self.output.iter().map(|(_, fd)| fd.as_raw_fd()));
+        fds.extend(
+            self.output
+                .iter()
+                .filter_map(|output| output.pipe.as_ref().map(AsRawFd::as_raw_fd)),
+        );
         fds
     }
 
     /// The pipes carrying the worker's output, each with its index for
-    /// `relay_output`, to poll for reading.
+    /// `relay_output`, to poll for reading. An index stays the same for the
+    /// life of the link.
     pub fn output_fds(&self) -> impl Iterator<Item = (usize, BorrowedFd<'_>)> {
         self.output
             .iter()
             .enumerate()
-            .map(|(index, (_, fd))| (index, fd.as_fd()))
+            .filter_map(|(index, output)| Some((index, output.pipe.as_ref()?.as_fd())))
     }
 
-    /// Reads what the worker wrote to output pipe `index` and hands it to
-    /// `print` with its stream (1 or 2); closes the pipe at end-of-file.
-    pub fn relay_output(&mut self, index: usize, mut print: impl FnMut(RawFd, &[u8])) {
-        let Some((stream, fd)) = self.output.get(index) else {
+    /// Reads what the worker wrote to output pipe `index` and hands each
+    /// line it ended to `print` with its stream (1 or 2), holding the start
+    /// of a line until its end; at end-of-file, closes the pipe and prints
+    /// the line left unfinished.
+    pub fn relay_output(&mut self, index: usize, print: &mut dyn FnMut(RawFd, &[u8])) {
+        let Some(output) = self.output.get_mut(index) else {
             return;
         };
         let mut buffer = [0u8; 16 * 1024];
-        loop {
-            match nix::unistd::read(fd, &mut buffer) {
+        while let Some(pipe) = &output.pipe {
+            match nix::unistd::read(pipe, &mut buffer) {
                 Ok(0) => {
-                    self.output[index].0 = -1;
-                    break;
+                    output.pipe = None;
+                    output.end_line(print);
                 }
-                Ok(count) => print(*stream, &buffer[..count]),
+                Ok(count) => output.take(&buffer[..count], print),
                 Err(Errno::EINTR) => continue,
                 Err(_) => break,
             }
         }
-        self.output.retain(|(stream, _)| *stream >= 0);
     }
 
-    /// Writes out whatever the worker's output pipes still hold; used once
-    /// the worker is gone.
-    pub fn drain_output(&mut self, mut print: impl FnMut(RawFd, &[u8])) {
-        while !self.output.is_empty() {
-            let before = self.output.len();
-            self.relay_output(0, &mut print);
-            if self.output.len() == before {
-                // Nothing more now (a grandchild may still hold the pipe).
-                break;
-            }
+    /// Prints the lines the worker left unfinished, each ended: used at the
+    /// end of its items.
+    pub fn end_output_lines(&mut self, print: &mut dyn FnMut(RawFd, &[u8])) {
+        for output in &mut self.output {
+            output.end_line(print);
         }
+    }
+
+    /// Writes out whatever the worker's output pipes still hold, then the
+    /// lines it left unfinished; used at the end of its items and once it
+    /// is gone.
+    pub fn drain_output(&mut self, print: &mut dyn FnMut(RawFd, &[u8])) {
+        for index in 0..self.output.len() {
+            // Reads until the pipe is empty for now (a grandchild may
+            // still hold it open).
+            self.relay_output(index, print);
+        }
+        self.end_output_lines(print);
+    }
+}
+
+impl Output {
+    /// Adds `bytes` the worker wrote, and prints the lines they end.
+    fn take(&mut self, bytes: &[u8], print: &mut dyn FnMut(RawFd, &[u8])) {
+        match bytes.iter().rposition(|&byte| byte == b'\n') {
+            Some(last) if self.partial.is_empty() => {
+                print(self.stream, &bytes[..=last]);
+                self.partial.extend_from_slice(&bytes[last + 1..]);
+            }
+            Some(last) => {
+                self.partial.extend_from_slice(&bytes[..=last]);
+                print(self.stream, &self.partial);
+                self.partial.clear();
+                self.partial.extend_from_slice(&bytes[last + 1..]);
+            }
+            None => self.partial.extend_from_slice(bytes),
+        }
+        if self.partial.len() > PARTIAL_LINE_LIMIT {
+            self.end_line(print);
+        }
+    }
+
+    /// Prints the line held back, if any, ended with a newline.
+    fn end_line(&mut self, print: &mut dyn FnMut(RawFd, &[u8])) {
+        if self.partial.is_empty() {
+            return;
+        }
+        self.partial.push(b'\n');
+        print(self.stream, &self.partial);
+        self.partial.clear();
     }
 }
 
@@ -330,5 +396,63 @@ mod tests {
         link.queue_item(&Payload::from(b"item".to_vec())).unwrap();
         link.flush().unwrap();
         assert!(!link.has_queued());
+    }
+
+    /// Runs `relay` with a printer that collects what it prints.
+    fn printed(relay: impl FnOnce(&mut dyn FnMut(RawFd, &[u8]))) -> Vec<(RawFd, String)> {
+        let mut seen = Vec::new();
+        relay(&mut |stream, bytes| {
+            seen.push((stream, String::from_utf8_lossy(bytes).into_owned()))
+        });
+        seen
+    }
+
+    #[test]
+    fn relays_whole_lines_and_holds_the_start_of_one() {
+        let (mut link, ends) = open(true).unwrap();
+        let (stdout, stderr) = (&ends.output_tx[0].1, &ends.output_tx[1].1);
+        write(stdout, b"one\ntw").unwrap();
+        write(stderr, b"oops").unwrap();
+        let seen = printed(|print| {
+            link.relay_output(0, print);
+            link.relay_output(1, print);
+        });
+        assert_eq!(seen, [(1, String::from("one\n"))]);
+        write(stdout, b"o\nthr").unwrap();
+        let seen = printed(|print| link.relay_output(0, print));
+        assert_eq!(seen, [(1, String::from("two\n"))]);
+        let seen = printed(|print| link.end_output_lines(print));
+        assert_eq!(
+            seen,
+            [(1, String::from("thr\n")), (2, String::from("oops\n"))]
+        );
+    }
+
+    #[test]
+    fn ends_the_last_line_when_the_worker_is_gone() {
+        let (mut link, ends) = open(true).unwrap();
+        write(&ends.output_tx[0].1, b"dots...").unwrap();
+        drop(ends);
+        let seen = printed(|print| link.drain_output(print));
+        assert_eq!(seen, [(1, String::from("dots...\n"))]);
+        assert_eq!(link.output_fds().count(), 0, "both pipes closed");
+        assert_eq!(link.raw_fds().len(), 2, "the item and answer pipes");
+    }
+
+    #[test]
+    fn breaks_a_line_too_long_to_hold() {
+        let (mut link, ends) = open(true).unwrap();
+        let long = vec![b'x'; PARTIAL_LINE_LIMIT + 1];
+        let writer = std::thread::spawn(move || {
+            write(&ends.output_tx[0].1, &long).unwrap();
+            ends
+        });
+        let mut seen = Vec::new();
+        while seen.is_empty() {
+            seen = printed(|print| link.relay_output(0, print));
+        }
+        drop(writer.join().unwrap());
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].1.len(), PARTIAL_LINE_LIMIT + 2);
     }
 }

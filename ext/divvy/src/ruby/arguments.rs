@@ -57,8 +57,8 @@ pub fn read(ruby: &Ruby, args: &[Value]) -> Result<Arguments, Error> {
     let options = RunOptions {
         retries: parse_retries(ruby, retries)?,
         timeout: parse_timeout(ruby, timeout)?,
-        max_items: parse_positive(ruby, "max_tasks", max_tasks)?,
-        max_memory: parse_positive(ruby, "max_memory", max_memory)?
+        max_items: parse_positive(ruby, ("max_tasks", options::MAX_COUNT), max_tasks)?,
+        max_memory: parse_positive(ruby, ("max_memory", options::MAX_MEGABYTES), max_memory)?
             .map(|megabytes| megabytes.saturating_mul(1024 * 1024)),
         shard: parse_shard(ruby, shard)?,
         progress: progress.is_some_and(|value| value.to_bool()),
@@ -72,74 +72,101 @@ pub fn read(ruby: &Ruby, args: &[Value]) -> Result<Arguments, Error> {
     })
 }
 
+/// A Ruby value read as an Integer option.
+enum Number {
+    /// An Integer that fits an `i64`.
+    Fits(i64),
+    /// An Integer past what an `i64` holds, either way.
+    TooLarge,
+    /// Not an Integer.
+    NotInteger,
+}
+
+/// Reads `value` as an Integer.
+fn number(ruby: &Ruby, value: Value) -> Number {
+    if !value.is_kind_of(ruby.class_integer()) {
+        return Number::NotInteger;
+    }
+    match i64::try_convert(value) {
+        Ok(number) => Number::Fits(number),
+        Err(_) => Number::TooLarge,
+    }
+}
+
+/// Reads an Integer option with `check`; a value that is no Integer gets
+/// `not_integer`, one past an `i64` the message for a value over `max`.
+fn read_integer<T>(
+    ruby: &Ruby,
+    (name, max): (&str, u64),
+    value: Value,
+    not_integer: &str,
+    check: impl FnOnce(i64) -> Result<T, String>,
+) -> Result<T, Error> {
+    let shown = value.inspect();
+    let result = match number(ruby, value) {
+        Number::Fits(number) => check(number),
+        Number::TooLarge if shown.starts_with('-') => Err(format!("{not_integer}, got {shown}")),
+        Number::TooLarge => Err(options::too_large(name, max, &shown)),
+        Number::NotInteger => Err(format!("{not_integer}, got {shown}")),
+    };
+    result.map_err(|message| divvy_error(ruby, message))
+}
+
 fn parse_worker_count(ruby: &Ruby, count: Value) -> Result<usize, Error> {
-    integer(ruby, count)
-        .filter(|count| *count >= 1)
-        .and_then(|count| usize::try_from(count).ok())
-        .ok_or_else(|| {
-            divvy_error(
-                ruby,
-                format!(
-                    "worker count must be a positive Integer, got {}",
-                    count.inspect()
-                ),
-            )
-        })
+    read_integer(
+        ruby,
+        ("worker count", options::MAX_WORKERS),
+        count,
+        "worker count must be a positive Integer",
+        options::worker_count,
+    )
 }
 
 fn parse_retries(ruby: &Ruby, value: Option<Value>) -> Result<u32, Error> {
     let Some(value) = value.filter(|value| !value.is_nil()) else {
         return Ok(0);
     };
-    match integer(ruby, value) {
-        Some(number) => options::retries(number).map_err(|message| divvy_error(ruby, message)),
-        None => Err(divvy_error(
-            ruby,
-            format!(
-                "retries must be a non-negative Integer, got {}",
-                value.inspect()
-            ),
-        )),
-    }
+    read_integer(
+        ruby,
+        ("retries", options::MAX_RETRIES),
+        value,
+        "retries must be a non-negative Integer",
+        options::retries,
+    )
 }
 
-fn parse_positive(ruby: &Ruby, name: &str, value: Option<Value>) -> Result<Option<u64>, Error> {
+fn parse_positive(
+    ruby: &Ruby,
+    (name, max): (&str, u64),
+    value: Option<Value>,
+) -> Result<Option<u64>, Error> {
     let Some(value) = value.filter(|value| !value.is_nil()) else {
         return Ok(None);
     };
-    match integer(ruby, value) {
-        Some(number) => options::positive(name, number)
-            .map(Some)
-            .map_err(|message| divvy_error(ruby, message)),
-        None => Err(divvy_error(
-            ruby,
-            format!("{name} must be a positive Integer, got {}", value.inspect()),
-        )),
-    }
+    let not_integer = format!("{name} must be a positive Integer");
+    read_integer(ruby, (name, max), value, &not_integer, |number| {
+        options::positive(name, max, number)
+    })
+    .map(Some)
 }
 
 fn parse_shard(ruby: &Ruby, value: Option<Value>) -> Result<Option<Shard>, Error> {
     let Some(value) = value.filter(|value| !value.is_nil()) else {
         return Ok(None);
     };
+    let shown = value.inspect();
+    let bad = || format!("shard must be [index, count] with 0 <= index < count, got {shown}");
     let pair = RArray::from_value(value)
         .filter(|pair| pair.len() == 2)
-        .and_then(|pair| {
-            Some((
-                integer(ruby, pair.entry(0).ok()?)?,
-                integer(ruby, pair.entry(1).ok()?)?,
-            ))
-        });
-    let (index, count) = pair.ok_or_else(|| {
-        divvy_error(
-            ruby,
-            format!(
-                "shard must be [index, count] with 0 <= index < count, got {}",
-                value.inspect()
-            ),
-        )
-    })?;
-    Shard::new(index, count)
+        .and_then(|pair| Some((pair.entry(0).ok()?, pair.entry(1).ok()?)))
+        .map(|(index, count)| (number(ruby, index), number(ruby, count)));
+    let checked = match pair {
+        Some((Number::Fits(index), Number::Fits(count))) => Shard::new(index, count),
+        Some((Number::NotInteger, _) | (_, Number::NotInteger)) | None => Err(bad()),
+        Some((Number::TooLarge, _) | (_, Number::TooLarge)) if shown.contains('-') => Err(bad()),
+        Some(_) => Err(Shard::too_large(&shown)),
+    };
+    checked
         .map(Some)
         .map_err(|message| divvy_error(ruby, message))
 }
@@ -148,26 +175,17 @@ fn parse_timeout(ruby: &Ruby, value: Option<Value>) -> Result<Option<Duration>, 
     let Some(value) = value.filter(|value| !value.is_nil()) else {
         return Ok(None);
     };
+    let shown = value.inspect();
     let seconds = Some(value)
         .filter(|value| value.is_kind_of(ruby.class_numeric()))
         .and_then(|value| f64::try_convert(value).ok());
-    match seconds {
-        Some(seconds) => options::timeout(seconds)
-            .map(Some)
-            .map_err(|message| divvy_error(ruby, message)),
-        None => Err(divvy_error(
-            ruby,
-            format!(
-                "timeout must be a positive number of seconds, got {}",
-                value.inspect()
-            ),
+    let checked = match seconds {
+        Some(seconds) => options::timeout(seconds, &shown),
+        None => Err(format!(
+            "timeout must be a positive number of seconds, got {shown}"
         )),
-    }
-}
-
-/// Returns `value` as an i64 when it is an Integer that fits.
-fn integer(ruby: &Ruby, value: Value) -> Option<i64> {
-    Some(value)
-        .filter(|value| value.is_kind_of(ruby.class_integer()))
-        .and_then(|value| i64::try_convert(value).ok())
+    };
+    checked
+        .map(Some)
+        .map_err(|message| divvy_error(ruby, message))
 }

@@ -1,6 +1,7 @@
 //! Performing one item in the worker: its arguments loaded from the
 //! dump, checked against what `perform` takes, the call itself, and the
-//! answer the master gets.
+//! answer the master gets; or, when `perform` calls `exit`, the worker's
+//! exit with that status.
 
 use magnus::{
     prelude::*,
@@ -13,6 +14,7 @@ use divvy_core::wire::frame::Frame;
 
 use super::answer;
 use super::arity::Arity;
+use super::leave::leave;
 use super::receive::Received;
 use super::Setup;
 use crate::marshal;
@@ -51,7 +53,9 @@ impl Performer {
     }
 
     /// Performs `received`, counts it as finished on `counter`, and queues
-    /// (or, for a failure, sends) its answer.
+    /// (or, for a failure, sends) its answer. A `perform` that calls `exit`
+    /// ends the worker here, with the answers queued so far sent and the
+    /// item not counted, so the master reports it with the exit status.
     ///
     /// Returns false when the master is gone.
     pub fn perform_and_answer(
@@ -68,6 +72,13 @@ impl Performer {
                 answer::queue(&answer)
             }
             Err(error) => {
+                if let Some(status) = exit_status(ruby, &error) {
+                    // `exit` in perform ends the worker as it asked: the
+                    // item is not counted as finished, so the master
+                    // reports it with this status.
+                    answer::write();
+                    leave(status);
+                }
                 let mut failure = failure_of(&error);
                 let own = failure
                     .backtrace
@@ -141,6 +152,15 @@ impl Performer {
         );
         Err(ruby.exception_arg_error().new_instance((message,))?.into())
     }
+}
+
+/// Returns the status of a `SystemExit` (`exit 3`, `abort`) that `perform`
+/// raised; None for any other error.
+fn exit_status(ruby: &Ruby, error: &Error) -> Option<i32> {
+    if !error.is_kind_of(ruby.exception_system_exit()) {
+        return None;
+    }
+    error.value()?.funcall::<_, _, i32>("status", ()).ok()
 }
 
 /// Reads the parameters of the task's perform method; `None` when Ruby
