@@ -41,7 +41,7 @@ module Divvy
       master.items_failed.zero? ? 0 : 1
     rescue UsageError, OptionParser::ParseError => e
       fail_with(USAGE, "#{e.message}\n#{parser.banner}")
-    rescue Divvy::Master::Shutdown => e
+    rescue Divvy::Master::Shutdown => e # a SignalException, so named here: no StandardError rescue takes it
       @stderr.puts("divvy: #{e.message}")
       128 + (e.signo || 15)
     rescue Divvy::Error => e

@@ -59,18 +59,26 @@ module Divvy
     # Workers died before they could take items, several times in a row.
     class BootFailure < Error; end
 
-    # A signal stopped the run.
-    class Shutdown < Error
-      # @return [Integer, nil] the number of the signal
-      attr_reader :signo
-
+    # A signal stopped the run: raised by {Divvy::Master#run} (and so by
+    # {Divvy.map} and {Divvy.each}) after a drain or a stop at once. Like
+    # Interrupt, it is a SignalException, not a StandardError, so a plain
+    # `rescue => e` lets it through; rescue it by name. Uncaught, it ends the
+    # script by its signal, as an uncaught Interrupt does.
+    class Shutdown < SignalException
       # Runs in the master, where divvy makes it.
       #
-      # @param message [String] what stopped the run, and how far it got
-      # @param signo [Integer, nil] the number of the signal
+      # @param message [String, nil] what stopped the run, and how far it got
+      # @param signo [Integer, nil] the number of the signal; nil when unknown
+      # @raise [ArgumentError] for a number that is not a signal's
       def initialize(message = nil, signo: nil)
-        super(message)
-        @signo = signo
+        super(signo || 0, message)
+      end
+
+      # @return [Integer, nil] the number of the signal that stopped the run;
+      #   nil when unknown
+      def signo
+        number = super
+        number unless number.zero?
       end
     end
   end
