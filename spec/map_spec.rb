@@ -2,8 +2,9 @@
 
 require 'divvy'
 
-# Divvy.map and Divvy.each as a parallel-gem user expects them: Ctrl-C
-# getting past a plain `rescue`.
+# Divvy.map, Divvy.each and their _with_index forms as a parallel-gem user
+# expects them: sources that yield several values, the results a failure
+# carries, and Ctrl-C getting past a plain `rescue`.
 RSpec.describe 'Divvy.map and Divvy.each' do
   # Starts Ruby `code` in its own process group (as a terminal would), with
   # OUT=dir in its environment and its output in dir/stdout and dir/stderr.
@@ -11,6 +12,102 @@ RSpec.describe 'Divvy.map and Divvy.each' do
   def spawn_ruby(code, dir)
     spawn(spec_env('OUT' => dir), 'ruby', '-e', code,
           out: File.join(dir, 'stdout'), err: File.join(dir, 'stderr'), pgroup: true, chdir: ROOT)
+  end
+
+  describe 'sources that yield several values' do
+    it 'gives the block every value each yielded, as Enumerable#map does' do
+      expect(Divvy.map(%w[a b].each_with_index, workers: 2) { |x, i| "#{x}#{i}" }).to eq(%w[a0 b1])
+
+      source = Object.new
+      def source.each
+        yield
+        yield 1
+        yield 1, 2
+        yield [1, 2]
+      end
+      expect(Divvy.map(source, workers: 2) { |*values| values }).to eq([[], [1], [1, 2], [[1, 2]]])
+      expect(Divvy.map(source, workers: 2) { |a, b| [a, b] }).to eq(source.to_enum.map { |a, b| [a, b] })
+      expect(Divvy.map(source, workers: 2) { |a| a }).to eq(source.to_enum.map { |a| a })
+    end
+
+    it 'hands a Hash pair to |key, value| and to |pair|' do
+      prices = { 'tea' => 3, 'cake' => 5 }
+      expect(Divvy.map(prices, workers: 2) { |name, price| "#{name}=#{price}" }).to eq(%w[tea=3 cake=5])
+      expect(Divvy.map(prices, workers: 2) { |pair| pair }).to eq([['tea', 3], ['cake', 5]])
+    end
+
+    it 'hands each_slice a slice, whole or splatted' do
+      expect(Divvy.map((1..5).each_slice(2), workers: 2, &:sum)).to eq([3, 7, 5])
+      expect(Divvy.map((1..5).each_slice(2), workers: 2) { |a, b| [b, a] }).to eq([[2, 1], [4, 3], [nil, 5]])
+    end
+
+    it 'hands each_with_object and each_with_index sources both values' do
+      expect(Divvy.map((1..3).each_with_object([]), workers: 2) { |i, memo| memo << i }).to eq([[1], [2], [3]])
+      expect(Divvy.map({ a: 1 }.each_with_index, workers: 2) { |(key, value), i| [key, value, i] }).to eq([[:a, 1, 0]])
+    end
+
+    it 'streams lazy and endless sources that yield several values' do
+      pairs = (1..).lazy.each_with_index.map { |x, i| [x * 10, i] }.take_while { |_, i| i < 300 }
+      expect(Divvy.map(pairs, workers: 2) { |tens, i| tens - i }).to eq((1..300).map { |x| (x * 10) - x + 1 })
+
+      Dir.mktmpdir do |dir|
+        endless = (1..).lazy.with_index.take_while { |_, i| i < 50 }
+        Divvy.each(endless, workers: 2) { |x, i| File.write(File.join(dir, "#{x}-#{i}"), '') }
+        expect(Dir.children(dir).sort).to eq((0...50).map { |i| "#{i + 1}-#{i}" }.sort)
+      end
+    end
+
+    it 'reports a failed item as its position followed by the values' do
+      result = ruby_code(<<~RUBY)
+        require 'divvy'
+        Divvy.map(%w[a b c].each_with_index, workers: 1) { |x, i| raise ArgumentError, 'no b' if x == 'b'; i }
+      RUBY
+      expect(result.stderr).to include('failed performing [1, "b", 1]: ArgumentError: no b')
+    end
+  end
+
+  describe 'map_with_index and each_with_index' do
+    it 'gives the block each item and its position' do
+      expect(Divvy.map_with_index(%w[x y z], workers: 2) { |item, i| "#{item}#{i}" }).to eq(%w[x0 y1 z2])
+    end
+
+    it 'packs several values into one item, as Enumerable#each_with_index does' do
+      expect(Divvy.map_with_index({ a: 1, b: 2 }, workers: 2) { |(key, value), i| [key, value, i] })
+        .to eq([[:a, 1, 0], [:b, 2, 1]])
+      expect(Divvy.map_with_index(%w[p q].each_with_index, workers: 2) { |pair, i| pair + [i] })
+        .to eq([['p', 0, 0], ['q', 1, 1]])
+    end
+
+    it 'runs every item with each_with_index and returns the enumerable' do
+      Dir.mktmpdir do |dir|
+        words = %w[one two three]
+        expect(Divvy.each_with_index(words, workers: 2) { |w, i| File.write(File.join(dir, "#{i}-#{w}"), '') })
+          .to be(words)
+        expect(Dir.children(dir).sort).to eq(%w[0-one 1-two 2-three])
+      end
+    end
+
+    it 'needs a block' do
+      expect { Divvy.map_with_index([1]) }.to raise_error(ArgumentError, 'Divvy.map_with_index needs a block')
+      expect { Divvy.each_with_index([1]) }.to raise_error(ArgumentError, 'Divvy.each_with_index needs a block')
+    end
+  end
+
+  describe 'Divvy::TaskError#results' do
+    it 'carries the results gathered before Divvy.map gave up' do
+      expect { Divvy.map(1..100, workers: 2) { |i| i == 50 ? raise(KeyError, 'no 50') : i } }
+        .to raise_error(Divvy::TaskError) { |error|
+          expect(error.results.first(49)).to eq((1..49).to_a)
+          expect(error.results[49]).to be_nil
+          expect(error.results.each_with_index.all? { |r, k| r.nil? || r == k + 1 }).to be(true)
+        }
+    end
+
+    it 'is nil on errors not raised by Divvy.map' do
+      expect { Divvy.each(1..10, workers: 2) { |i| raise 'no' if i == 5 } }
+        .to raise_error(Divvy::TaskError) { |error| expect(error.results).to be_nil }
+      expect(Divvy::TaskError.new('made by hand').results).to be_nil
+    end
   end
 
   describe 'Ctrl-C' do

@@ -35,6 +35,10 @@ module Divvy
     # @return [Array<TaskError>] the other items that failed meanwhile (set
     #   by {Divvy.map} and {Divvy.each} on the error they raise)
     attr_reader :others
+    # @return [Array, nil] on the error {Divvy.map} raises, the results of
+    #   the items performed before it gave up (the items in flight
+    #   included), at their positions, nil elsewhere; nil on other errors
+    attr_reader :results
 
     # Runs in the master, where divvy makes it.
     #

@@ -1,25 +1,35 @@
 # frozen_string_literal: true
 
-# Divvy.each and Divvy.map: a block run on each item of an enumerable in
-# forked workers.
+# Divvy.each and Divvy.map (and their _with_index forms): a block run on
+# each item of an enumerable in forked workers.
 module Divvy
   # Runs a block on each item of an enumerable in forked workers: the task
   # behind Divvy.each (no results) and Divvy.map (results in input order).
   # Runs in the master; the block runs in the workers, with the locals it
   # captured (the workers are forks).
+  #
+  # An item is the item's position in the enumerable followed by what `each`
+  # yielded for it: `[3, "x"]` for `yield "x"`, `[3, "x", 7]` for
+  # `yield "x", 7`. The block gets what `each` yielded, as a block given to
+  # `each` would.
   class Each
     include Parallelizable
 
     # The master running this task, set by Divvy.each/Divvy.map.
     attr_writer :master
 
+    # Runs in the master.
+    #
     # @param enumerable [#each] the items; only #each is called, so lazy and
     #   endless sources stream
     # @param block [Proc] what to do with one item, in a worker
-    def initialize(enumerable, block)
+    # @param with_index [Boolean] pass the block the item and its position
+    #   (as `each_with_index` does) instead of what `each` yielded
+    def initialize(enumerable, block, with_index: false)
       super()
       @enumerable = enumerable
       @block = block
+      @with_index = with_index
       @failures = []
     end
 
@@ -29,23 +39,27 @@ module Divvy
       @enumerable.size if @enumerable.respond_to?(:size)
     end
 
-    # Yields each item with its position. Runs in the master. Only #each is
-    # called, so any object with #each will do.
+    # Yields each item: its position, then what `each` yielded. Runs in the
+    # master. Only #each is called, so any object with #each will do.
     #
-    # @yieldparam index [Integer] the item's position
-    # @yieldparam item [Object] the item
+    # @yieldparam position [Integer] the item's position in the enumerable
+    # @yieldparam values [Array<Object>] what `each` yielded
     # @return [void]
     def dispatch
-      index = -1
-      @enumerable.each { |item| yield index += 1, item }
+      position = -1
+      @enumerable.each { |*values| yield position += 1, *values }
     end
 
     # Calls the block on one item. Runs in a worker.
     #
-    # @param item [Object] the item
+    # @param position [Integer] the item's position
+    # @param values [Array<Object>] what `each` yielded for it
     # @return [Object] the block's result
-    def perform(_index, item)
-      @block.call(item)
+    def perform(position, *values)
+      return @block.call(*values) unless @with_index
+
+      # Like Enumerable#each_with_index: several values arrive as one Array.
+      @block.call(values.size > 1 ? values : values.first, position)
     end
 
     # Collects a finally failed item and stops dispatching; the items in
@@ -53,20 +67,35 @@ module Divvy
     #
     # @param error [Divvy::TaskError] how the item failed
     # @return [void]
-    def failed(error, _index, _item)
+    def failed(error, *_item)
       @failures << error
       @master&.shutdown
     end
 
-    # Raises the first failure, with the others attached as its #others.
+    # What Divvy.each returns once the run is over. Runs in the master.
     #
-    # @return [nil] when nothing failed
-    # @raise [Divvy::TaskError] the first failure
+    # @return [Object] the enumerable
+    # @raise [Divvy::TaskError] the first failure (see {#raise_failures})
+    def outcome
+      raise_failures
+      @enumerable
+    end
+
+    # @return [nil] Divvy.each gathers no results
+    def results
+      nil
+    end
+
+    private
+
+    # Raises the first failure, with the others attached as its #others and
+    # the results gathered as its #results; returns nil when nothing failed.
     def raise_failures
       first, *others = @failures
       return unless first
 
       first.instance_variable_set(:@others, others)
+      first.instance_variable_set(:@results, results)
       raise first
     end
   end
@@ -74,12 +103,14 @@ module Divvy
   # Divvy.each's task with results: each item's result comes back to the
   # master and lands at the item's position.
   class Map < Each
-    # @return [Array] the results, in input order
+    # @return [Array] the results gathered, at their items' positions; nil
+    #   at the positions of items not performed
     attr_reader :results
 
-    # @param enumerable [#each] the items
-    # @param block [Proc] what to do with one item, in a worker
-    def initialize(enumerable, block)
+    # Runs in the master.
+    #
+    # @param (see Each#initialize)
+    def initialize(enumerable, block, with_index: false)
       super
       @results = []
     end
@@ -87,10 +118,19 @@ module Divvy
     # Stores one item's result at its position. Runs in the master.
     #
     # @param result [Object] what the block returned
-    # @param index [Integer] the item's position
+    # @param position [Integer] the item's position
     # @return [void]
-    def completed(result, index, _item)
-      @results[index] = result
+    def completed(result, position, *_values)
+      @results[position] = result
+    end
+
+    # What Divvy.map returns once the run is over. Runs in the master.
+    #
+    # @return [Array] the results
+    # @raise [Divvy::TaskError] the first failure, with the results
+    def outcome
+      super
+      @results
     end
   end
 
@@ -100,43 +140,85 @@ module Divvy
     # Calls the block with each item of `enumerable`, in `workers` forked
     # processes. Runs in the master.
     #
+    # The block gets what `each` yielded, as with Enumerable#each: both
+    # values for `hash.each` or `list.each_with_index` (`|key, value|`), an
+    # Array for `each_slice` (`|slice|` or `|a, b|`).
+    #
     # @param enumerable [#each] the items; lazy and endless sources stream
-    # @param workers [Integer] how many worker processes
-    # @param verbose [Boolean] log worker starts, exits and retries
-    # @param options [Hash] the keywords of {Divvy::Master#initialize}
-    #   (retries:, timeout:, max_tasks:, max_memory:, shard:, progress:)
-    # @yieldparam item [Object] one item, in a worker
-    # @return [#each] `enumerable`
+    # @param options [Hash] the keywords below, and those of
+    #   `Divvy::Master.new` (retries:, timeout:, max_tasks:,
+    #   max_memory:, shard:, progress:)
+    # @option options [Integer] :workers (Etc.nprocessors) how many worker
+    #   processes
+    # @option options [Boolean] :verbose (false) log worker starts, exits
+    #   and retries
+    # @yieldparam values [Array<Object>] what `each` yielded, in a worker
+    # @return [Object] `enumerable`
     # @raise [Divvy::TaskError] the first item that finally failed (the
     #   others in its #others), once the items in flight finished
+    # @raise [Divvy::Error] what `Divvy::Master.new` raises
+    # @raise [Divvy::Master::Shutdown] when a signal stopped the run (not a
+    #   StandardError)
     # @raise [ArgumentError] without a block
-    def each(enumerable, workers: Etc.nprocessors, verbose: false, **options, &block)
-      run(Each.new(enumerable, block || raise(ArgumentError, 'Divvy.each needs a block')),
-          workers, verbose, options)
-      enumerable
+    def each(enumerable, **options, &block)
+      run(Each.new(enumerable, block || raise(ArgumentError, 'Divvy.each needs a block')), **options)
+    end
+
+    # Like {Divvy.each}, but the block gets each item and its position, as
+    # with Enumerable#each_with_index (several values `each` yielded arrive
+    # as one Array). Runs in the master.
+    #
+    # @param (see Divvy.each)
+    # @option (see Divvy.each)
+    # @yieldparam item [Object] one item, in a worker
+    # @yieldparam index [Integer] its position in `enumerable`
+    # @return (see Divvy.each)
+    # @raise (see Divvy.each)
+    def each_with_index(enumerable, **options, &block)
+      block || raise(ArgumentError, 'Divvy.each_with_index needs a block')
+      run(Each.new(enumerable, block, with_index: true), **options)
     end
 
     # Like {Divvy.each}, but returns the block's results in input order.
-    # Each result travels back with Marshal.
+    # Each result travels back with Marshal. Runs in the master.
     #
     # @param (see Divvy.each)
-    # @yieldparam item [Object] one item, in a worker
+    # @option (see Divvy.each)
+    # @yieldparam values [Array<Object>] what `each` yielded, in a worker
     # @yieldreturn [Object] the item's result
     # @return [Array] the results, in input order
+    # @raise [Divvy::TaskError] the first item that finally failed (the
+    #   others in its #others, the results gathered in its #results), once
+    #   the items in flight finished
     # @raise (see Divvy.each)
-    def map(enumerable, workers: Etc.nprocessors, verbose: false, **options, &block)
-      task = Map.new(enumerable, block || raise(ArgumentError, 'Divvy.map needs a block'))
-      run(task, workers, verbose, options)
-      task.results
+    def map(enumerable, **options, &block)
+      run(Map.new(enumerable, block || raise(ArgumentError, 'Divvy.map needs a block')), **options)
+    end
+
+    # Like {Divvy.map}, but the block gets each item and its position, as
+    # with Enumerable#each_with_index. Runs in the master.
+    #
+    # @param (see Divvy.each)
+    # @option (see Divvy.each)
+    # @yieldparam item [Object] one item, in a worker
+    # @yieldparam index [Integer] its position in `enumerable`
+    # @yieldreturn [Object] the item's result
+    # @return (see Divvy.map)
+    # @raise (see Divvy.map)
+    def map_with_index(enumerable, **options, &block)
+      block || raise(ArgumentError, 'Divvy.map_with_index needs a block')
+      run(Map.new(enumerable, block, with_index: true), **options)
     end
 
     private
 
-    def run(task, workers, verbose, options)
+    # Runs `task` on a master made with `options` and returns the task's
+    # outcome.
+    def run(task, workers: Etc.nprocessors, verbose: false, **options)
       master = Master.new(task, workers, verbose, **options)
       task.master = master
       master.run
-      task.raise_failures
+      task.outcome
     end
   end
 end
