@@ -3,9 +3,21 @@
 require 'divvy'
 
 # Divvy.map, Divvy.each and their _with_index forms as a parallel-gem user
-# expects them: sources that yield several values, the results a failure
-# carries, and Ctrl-C getting past a plain `rescue`.
+# expects them: sources that yield several values, hooks, the results a
+# failure carries, and Ctrl-C getting past a plain `rescue`.
 RSpec.describe 'Divvy.map and Divvy.each' do
+  # Appends `line` to the file `name` in `dir`; safe from several processes
+  # at once (one short write in append mode).
+  def log_line(dir, name, line)
+    File.open(File.join(dir, name), 'a') { |file| file.puts(line) }
+  end
+
+  # The lines of the file `name` in `dir`, each split into words.
+  def logged(dir, name)
+    path = File.join(dir, name)
+    File.exist?(path) ? File.readlines(path, chomp: true).map(&:split) : []
+  end
+
   # Starts Ruby `code` in its own process group (as a terminal would), with
   # OUT=dir in its environment and its output in dir/stdout and dir/stderr.
   # Returns the pid.
@@ -90,6 +102,97 @@ RSpec.describe 'Divvy.map and Divvy.each' do
     it 'needs a block' do
       expect { Divvy.map_with_index([1]) }.to raise_error(ArgumentError, 'Divvy.map_with_index needs a block')
       expect { Divvy.each_with_index([1]) }.to raise_error(ArgumentError, 'Divvy.each_with_index needs a block')
+    end
+  end
+
+  describe 'after_fork: and before_exit:' do
+    it 'runs after_fork in each worker before its items, with the worker when it takes one' do
+      booted = nil # set in each worker's copy of this frame
+      seen = Divvy.map(1..20, workers: 2, after_fork: ->(worker) { booted = [worker.number, Process.pid] }) do
+        booted == [Divvy.worker.number, Process.pid]
+      end
+      expect(seen).to all(be(true))
+    end
+
+    it 'takes callables of arity 0 and objects that respond to call' do
+      booted = nil
+      expect(Divvy.map(1..4, workers: 2, after_fork: -> { booted = :yes }) { booted }).to eq(%i[yes yes yes yes])
+      hook = Struct.new(:number) do
+        def call(worker) = self.number = worker.number
+      end.new
+      expect(Divvy.map(1..4, workers: 1, after_fork: hook) { hook.number }).to eq([1, 1, 1, 1])
+    end
+
+    it 'rejects a hook that cannot take the worker, before any fork' do
+      expect { Divvy.each([1], after_fork: ->(a, b) { [a, b] }) { |i| warn i } }
+        .to raise_error(Divvy::Error, /\Aafter_fork: must be a callable taking no argument or the Divvy::Worker/)
+      expect { Divvy.map([1], before_exit: :close) { |i| i } }
+        .to raise_error(Divvy::Error, /\Abefore_exit: must be a callable/)
+    end
+
+    # These wait on the core calling the task's before_exit(worker) in each
+    # worker before it leaves.
+    context 'before_exit (needs the core to call it)' do
+      it 'runs once in every worker that ran, after its last item' do
+        Dir.mktmpdir do |dir|
+          log = ->(line) { log_line(dir, 'log', line) }
+          Divvy.each(1..30, workers: 3,
+                            after_fork: -> { log.call("start #{Process.pid}") },
+                            before_exit: ->(worker) { log.call("exit #{Process.pid} #{worker.number}") }) do |i|
+            log.call("item #{Process.pid} #{i}")
+          end
+          lines = logged(dir, 'log')
+          starts = lines.select { |kind, _| kind == 'start' }.map { |_, pid| pid }
+          exits = lines.select { |kind, _| kind == 'exit' }.map { |_, pid, _| pid }
+          expect(exits.sort).to eq(starts.sort)
+          expect(lines.select { |kind, _| kind == 'item' }.size).to eq(30)
+          starts.each { |pid| expect(lines.select { |_, who| who == pid }.last.first).to eq('exit') }
+          expect(lines.select { |kind, _| kind == 'exit' }.map(&:last).sort).to eq(%w[1 2 3])
+        end
+      end
+
+      it 'runs in workers retired by max_tasks' do
+        Dir.mktmpdir do |dir|
+          log = ->(line) { log_line(dir, 'log', line) }
+          pids = Divvy.map(1..20, workers: 2, max_tasks: 4,
+                                  before_exit: -> { log.call("exit #{Process.pid}") }) { Process.pid }
+          expect(pids.uniq.size).to be >= 5
+          expect(logged(dir, 'log').map(&:last).sort).to eq(pids.uniq.map(&:to_s).sort)
+        end
+      end
+
+      it 'runs when a drain (Ctrl-C) lets the workers go' do
+        Dir.mktmpdir do |dir|
+          pid = spawn_ruby(<<~RUBY, dir)
+            require 'divvy'
+            log = ->(line) { File.open(File.join(ENV.fetch('OUT'), 'log'), 'a') { |f| f.puts line } }
+            Divvy.each((1..), workers: 3, after_fork: -> { log.("start \#{Process.pid}") },
+                              before_exit: -> { log.("exit \#{Process.pid}") }) { sleep 0.01 }
+          RUBY
+          eventually { logged(dir, 'log').count { |kind, _| kind == 'start' } == 3 }
+          Process.kill(:INT, -pid)
+          expect(wait_for(pid).termsig).to eq(Signal.list['INT'])
+          lines = logged(dir, 'log')
+          expect(lines.select { |kind, _| kind == 'exit' }.map(&:last).sort)
+            .to eq(lines.select { |kind, _| kind == 'start' }.map(&:last).sort)
+        end
+      end
+
+      it "calls a task's before_exit with its worker" do
+        Dir.mktmpdir do |dir|
+          task = Class.new do
+            include Divvy::Parallelizable
+            def initialize(dir) = @dir = dir
+            def dispatch = 10.times { |i| yield i }
+            def perform(_) = nil
+            def before_exit(worker) = File.write(File.join(@dir, worker.number.to_s), Process.pid.to_s)
+          end
+          master = Divvy::Master.new(task.new(dir), 2)
+          master.run
+          expect(Dir.children(dir).sort.to_h { |number| [number, File.read(File.join(dir, number))] })
+            .to eq(master.workers.to_h { |worker| [worker.number.to_s, worker.pid.to_s] })
+        end
+      end
     end
   end
 

@@ -30,7 +30,25 @@ module Divvy
       @enumerable = enumerable
       @block = block
       @with_index = with_index
+      @hooks = {}
       @failures = []
+    end
+
+    # Sets the callables run by {#after_fork} and {#before_exit}. Runs in
+    # the master, before the run.
+    #
+    # @param hooks [Hash{Symbol => #call, nil}] `after_fork:` and
+    #   `before_exit:`, each taking no argument or the {Divvy::Worker}
+    # @return [void]
+    # @raise [Divvy::Error] for a hook that cannot be called that way
+    def hooks=(hooks)
+      hooks.each do |name, hook|
+        next if hook.nil?
+        next if hook.respond_to?(:call) && (-2..1).cover?(Each.arity(hook))
+
+        raise Error, "#{name}: must be a callable taking no argument or the Divvy::Worker, not #{hook.inspect}"
+      end
+      @hooks = hooks
     end
 
     # @return [Integer, nil] the number of items when the enumerable knows it
@@ -62,6 +80,22 @@ module Divvy
       @block.call(values.size > 1 ? values : values.first, position)
     end
 
+    # Runs the `after_fork:` hook, in a worker right after the fork.
+    #
+    # @param worker [Divvy::Worker] this worker
+    # @return [void]
+    def after_fork(worker)
+      call_hook(:after_fork, worker)
+    end
+
+    # Runs the `before_exit:` hook, in a worker before it leaves.
+    #
+    # @param worker [Divvy::Worker] this worker
+    # @return [void]
+    def before_exit(worker)
+      call_hook(:before_exit, worker)
+    end
+
     # Collects a finally failed item and stops dispatching; the items in
     # flight finish. Runs in the master.
     #
@@ -86,6 +120,14 @@ module Divvy
       nil
     end
 
+    # The arity of a callable: a Proc's or Method's own, or its #call's.
+    #
+    # @param callable [#call]
+    # @return [Integer]
+    def self.arity(callable)
+      callable.respond_to?(:arity) ? callable.arity : callable.method(:call).arity
+    end
+
     private
 
     # Raises the first failure, with the others attached as its #others and
@@ -97,6 +139,13 @@ module Divvy
       first.instance_variable_set(:@others, others)
       first.instance_variable_set(:@results, results)
       raise first
+    end
+
+    def call_hook(name, worker)
+      hook = @hooks[name]
+      return unless hook
+
+      Each.arity(hook).zero? ? hook.call : hook.call(worker)
     end
   end
 
@@ -134,7 +183,10 @@ module Divvy
     end
   end
 
-  private_constant :Each, :Map
+  # The keywords of Divvy.map and Divvy.each that name hooks.
+  HOOKS = %i[after_fork before_exit].freeze
+
+  private_constant :Each, :Map, :HOOKS
 
   class << self
     # Calls the block with each item of `enumerable`, in `workers` forked
@@ -152,11 +204,16 @@ module Divvy
     #   processes
     # @option options [Boolean] :verbose (false) log worker starts, exits
     #   and retries
+    # @option options [#call] :after_fork called in each worker right after
+    #   the fork, with the {Divvy::Worker} when it takes an argument
+    # @option options [#call] :before_exit called in each worker before it
+    #   leaves, with the {Divvy::Worker} when it takes an argument
     # @yieldparam values [Array<Object>] what `each` yielded, in a worker
     # @return [Object] `enumerable`
     # @raise [Divvy::TaskError] the first item that finally failed (the
     #   others in its #others), once the items in flight finished
-    # @raise [Divvy::Error] what `Divvy::Master.new` raises
+    # @raise [Divvy::Error] for a hook that is not a callable taking no
+    #   argument or the worker, and what `Divvy::Master.new` raises
     # @raise [Divvy::Master::Shutdown] when a signal stopped the run (not a
     #   StandardError)
     # @raise [ArgumentError] without a block
@@ -212,10 +269,11 @@ module Divvy
 
     private
 
-    # Runs `task` on a master made with `options` and returns the task's
-    # outcome.
+    # Runs `task` on a master made with `options`, the hooks taken out, and
+    # returns the task's outcome.
     def run(task, workers: Etc.nprocessors, verbose: false, **options)
-      master = Master.new(task, workers, verbose, **options)
+      task.hooks = options.slice(*HOOKS)
+      master = Master.new(task, workers, verbose, **options.except(*HOOKS))
       task.master = master
       master.run
       task.outcome

@@ -75,5 +75,16 @@ module Divvy
     #   boot; workers that keep failing to boot stop the run with
     #   {Divvy::Master::BootFailure}.
     def after_fork(worker); end
+
+    # Hook run in the worker just before it leaves: after its last item,
+    # when it is retired (`max_tasks:`, `max_memory:`, TTOU) and when a
+    # drain (`INT`, `QUIT`) lets it go; close connections and flush files
+    # here (see {file:docs/FORK_SAFETY.md}). It does not run in a worker
+    # that is killed (`TERM`, `KILL`, a timeout) or dies. Does nothing
+    # unless the task overrides it.
+    #
+    # @param worker [Divvy::Worker] the worker that is this process.
+    # @return [void]
+    def before_exit(worker); end
   end
 end
