@@ -3,8 +3,9 @@
 require 'divvy'
 
 # Divvy.map, Divvy.each and their _with_index forms as a parallel-gem user
-# expects them: sources that yield several values, hooks, the results a
-# failure carries, and Ctrl-C getting past a plain `rescue`.
+# expects them: sources that yield several values, hooks, stopping early
+# with Divvy::Break, the results a failure carries, and Ctrl-C getting past
+# a plain `rescue`.
 RSpec.describe 'Divvy.map and Divvy.each' do
   # Appends `line` to the file `name` in `dir`; safe from several processes
   # at once (one short write in append mode).
@@ -16,6 +17,13 @@ RSpec.describe 'Divvy.map and Divvy.each' do
   def logged(dir, name)
     path = File.join(dir, name)
     File.exist?(path) ? File.readlines(path, chomp: true).map(&:split) : []
+  end
+
+  # Runs Ruby `code` in a new process and returns its Result; kills it
+  # (and its workers) should it run past COMMAND_TIMEOUT, as a run over an
+  # endless source could.
+  def ruby_script(code, env: {})
+    run_long_command(['ruby', '-e', code], timeout: ProcessHelpers::COMMAND_TIMEOUT, env: env)
   end
 
   # Starts Ruby `code` in its own process group (as a terminal would), with
@@ -192,6 +200,78 @@ RSpec.describe 'Divvy.map and Divvy.each' do
           expect(Dir.children(dir).sort.to_h { |number| [number, File.read(File.join(dir, number))] })
             .to eq(master.workers.to_h { |worker| [worker.number.to_s, worker.pid.to_s] })
         end
+      end
+    end
+  end
+
+  # These wait on the core: a perform that raises Divvy::Break counts as
+  # performed, stops dispatching, lets the items in flight finish, calls the
+  # task's broke(value, *args) in the master, and Master#run returns.
+  describe 'Divvy::Break (needs the core to stop on it)' do
+    it 'ends an endless map early and returns the value' do
+      result = ruby_script(<<~RUBY)
+        require 'divvy'
+        p Divvy.map((1..), workers: 2) { |i| i == 300 ? raise(Divvy::Break, [:found, i]) : i }
+      RUBY
+      expect(result.stdout).to eq("[:found, 300]\n"), result.stderr
+    end
+
+    it 'returns the results gathered so far when the Break has no value, or one Marshal cannot dump' do
+      result = ruby_script(<<~RUBY)
+        require 'divvy'
+        plain = Divvy.map((1..), workers: 2) { |i| i == 300 ? raise(Divvy::Break) : i }
+        undumpable = Divvy.map((1..), workers: 2) { |i| i == 300 ? raise(Divvy::Break, proc {}) : i }
+        [plain, undumpable].each do |results|
+          p [results.class, results[299], results.each_with_index.all? { |r, k| r.nil? || r == k + 1 }, results.compact.size.positive?]
+        end
+      RUBY
+      expect(result.stdout).to eq("[Array, nil, true, true]\n" * 2), result.stderr
+    end
+
+    it 'lets the items in flight finish, their results landing' do
+      results = Divvy.map(1..1000, workers: 2) do |i|
+        sleep 0.5 if i == 1
+        raise Divvy::Break if i == 2
+
+        i
+      end
+      expect(results.first(2)).to eq([1, nil])
+      expect(results.size).to be < 1000
+    end
+
+    it 'makes Divvy.each return the value, nil without one' do
+      expect(Divvy.each(1..1000, workers: 2) { |i| raise Divvy::Break, i * 2 if i == 100 }).to eq(200)
+      expect(Divvy.each(1..1000, workers: 2) { |i| raise Divvy::Break if i == 100 }).to be_nil
+    end
+
+    it 'counts the item as performed, does not retry it, and calls broke in the master with its arguments' do
+      Dir.mktmpdir do |dir|
+        result = ruby_script(<<~RUBY, env: { 'OUT' => dir })
+          require 'divvy'
+          class Finder
+            include Divvy::Parallelizable
+            attr_reader :broken, :completed
+            def initialize = (@broken = []; @completed = [])
+            def dispatch = (1..20_000).each { |i| yield i, "n\#{i}" }
+            def perform(i, label)
+              return i unless i == 100
+
+              File.open(File.join(ENV.fetch('OUT'), 'attempts'), 'a') { |f| f.puts i }
+              raise Divvy::Break, [label, Process.pid]
+            end
+            def completed(result, i, _) = @completed << [result, i]
+            def broke(value, *args) = @broken << [value.first, args, value.last != Process.pid]
+          end
+          task = Finder.new
+          master = Divvy::Master.new(task, 2, retries: 2)
+          p master.run
+          p task.broken
+          p [master.items_failed, master.items_retried, master.items_performed == task.completed.size + 1,
+             master.tasks_distributed < 20_000]
+          p task.completed.all? { |result, i| result == i }
+        RUBY
+        expect(result.stdout).to eq(%(nil\n[["n100", [100, "n100"], true]]\n[0, 0, true, true]\ntrue\n)), result.stderr
+        expect(File.read(File.join(dir, 'attempts'))).to eq("100\n")
       end
     end
   end

@@ -86,4 +86,23 @@ module Divvy
       end
     end
   end
+
+  # Raised by a task's `perform` (or the block of {Divvy.map} or
+  # {Divvy.each}) to end the whole run early, like the parallel gem's
+  # `Parallel::Break`: the item counts as performed, no new item starts, the
+  # items in flight finish, the task's `broke(value, *args)` hook runs in the
+  # master, and {Divvy::Master#run} returns normally. `raise Divvy::Break`
+  # or `raise Divvy::Break, value`. Raised in a worker.
+  class Break < StandardError
+    # @return [Object] the value given to {#initialize}; in the master, nil
+    #   when Marshal could not dump it
+    attr_reader :value
+
+    # @param value [Object] what {Divvy.map} and {Divvy.each} return, or the
+    #   `broke` hook receives; it travels to the master with Marshal
+    def initialize(value = nil)
+      super()
+      @value = value
+    end
+  end
 end

@@ -32,6 +32,7 @@ module Divvy
       @with_index = with_index
       @hooks = {}
       @failures = []
+      @broken = false
     end
 
     # Sets the callables run by {#after_fork} and {#before_exit}. Runs in
@@ -106,13 +107,27 @@ module Divvy
       @master&.shutdown
     end
 
+    # Keeps the value of the first {Divvy::Break} a block raised; the
+    # master has stopped dispatching. Runs in the master.
+    #
+    # @param value [Object] the Break's value (nil without one, or when
+    #   Marshal could not dump it)
+    # @return [void]
+    def broke(value, *_item)
+      return if @broken
+
+      @broken = true
+      @break_value = value
+    end
+
     # What Divvy.each returns once the run is over. Runs in the master.
     #
-    # @return [Object] the enumerable
+    # @return [Object] the first Break's value when a block raised
+    #   {Divvy::Break}, the enumerable otherwise
     # @raise [Divvy::TaskError] the first failure (see {#raise_failures})
     def outcome
       raise_failures
-      @enumerable
+      @broken ? @break_value : @enumerable
     end
 
     # @return [nil] Divvy.each gathers no results
@@ -175,11 +190,12 @@ module Divvy
 
     # What Divvy.map returns once the run is over. Runs in the master.
     #
-    # @return [Array] the results
+    # @return [Object] the first Break's value when a block raised
+    #   {Divvy::Break} with a value (not nil), the results otherwise
     # @raise [Divvy::TaskError] the first failure, with the results
     def outcome
-      super
-      @results
+      value = super
+      @broken && !value.nil? ? value : @results
     end
   end
 
@@ -209,7 +225,8 @@ module Divvy
     # @option options [#call] :before_exit called in each worker before it
     #   leaves, with the {Divvy::Worker} when it takes an argument
     # @yieldparam values [Array<Object>] what `each` yielded, in a worker
-    # @return [Object] `enumerable`
+    # @return [Object] `enumerable`; or, when a block raised {Divvy::Break},
+    #   that Break's value (nil without one)
     # @raise [Divvy::TaskError] the first item that finally failed (the
     #   others in its #others), once the items in flight finished
     # @raise [Divvy::Error] for a hook that is not a callable taking no
@@ -243,7 +260,10 @@ module Divvy
     # @option (see Divvy.each)
     # @yieldparam values [Array<Object>] what `each` yielded, in a worker
     # @yieldreturn [Object] the item's result
-    # @return [Array] the results, in input order
+    # @return [Object] the results, in input order; or, when a block raised
+    #   {Divvy::Break}, that Break's value, or when it has none (nil), the
+    #   results gathered so far, with nil at the positions of items not
+    #   performed
     # @raise [Divvy::TaskError] the first item that finally failed (the
     #   others in its #others, the results gathered in its #results), once
     #   the items in flight finished
