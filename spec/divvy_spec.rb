@@ -84,9 +84,9 @@ RSpec.describe Divvy do
     expect(row).to include('an Integer: how many failures happened')
   end
 
-  it 'defines its errors under Divvy::Error' do
+  it 'defines its errors under Divvy::Error, and Shutdown as a SignalException like Interrupt' do
     expect(Divvy::Error.superclass).to be(StandardError)
     expect(Divvy::Master::BootFailure.superclass).to be(Divvy::Error)
-    expect(Divvy::Master::Shutdown.superclass).to be(Divvy::Error)
+    expect(Divvy::Master::Shutdown.superclass).to be(SignalException)
   end
 end

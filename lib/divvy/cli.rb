@@ -44,7 +44,7 @@ module Divvy
       @master = Divvy::Master.new(task, @workers || Etc.nprocessors, @verbose, **@options)
       @master.run
       @master.items_failed.zero? ? 0 : 1
-    rescue ScriptError, StandardError => e
+    rescue ScriptError, StandardError, Divvy::Master::Shutdown => e # Shutdown is a SignalException
       stopped_by(e)
     end
 

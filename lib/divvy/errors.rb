@@ -35,6 +35,10 @@ module Divvy
     # @return [Array<TaskError>] the other items that failed meanwhile (set
     #   by {Divvy.map} and {Divvy.each} on the error they raise)
     attr_reader :others
+    # @return [Array, nil] on the error {Divvy.map} raises, the results of
+    #   the items performed before it gave up (the items in flight
+    #   included), at their positions, nil elsewhere; nil on other errors
+    attr_reader :results
 
     # Runs in the master, where divvy makes it.
     #
@@ -59,19 +63,46 @@ module Divvy
     # Workers died before they could take items, several times in a row.
     class BootFailure < Error; end
 
-    # A signal stopped the run.
-    class Shutdown < Error
-      # @return [Integer, nil] the number of the signal
-      attr_reader :signo
-
+    # A signal stopped the run: raised by {Divvy::Master#run} (and so by
+    # {Divvy.map} and {Divvy.each}) after a drain or a stop at once. Like
+    # Interrupt, it is a SignalException, not a StandardError, so a plain
+    # `rescue => e` lets it through; rescue it by name. Uncaught, it ends the
+    # script by its signal, as an uncaught Interrupt does.
+    class Shutdown < SignalException
       # Runs in the master, where divvy makes it.
       #
-      # @param message [String] what stopped the run, and how far it got
-      # @param signo [Integer, nil] the number of the signal
+      # @param message [String, nil] what stopped the run, and how far it got
+      # @param signo [Integer, nil] the number of the signal; nil when unknown
+      # @raise [ArgumentError] for a number that is not a signal's
       def initialize(message = nil, signo: nil)
-        super(message)
-        @signo = signo
+        super(signo || 0, message)
       end
+
+      # @return [Integer, nil] the number of the signal that stopped the run;
+      #   nil when unknown
+      def signo
+        number = super
+        number unless number.zero?
+      end
+    end
+  end
+
+  # Raised by a task's `perform` (or the block of {Divvy.map} or
+  # {Divvy.each}) to end the whole run early, like the parallel gem's
+  # `Parallel::Break`: the item counts as performed, no new item starts, the
+  # items in flight finish, the task's `broke(value, *args)` hook runs in the
+  # master, and {Divvy::Master#run} returns normally. `raise Divvy::Break`
+  # or `raise Divvy::Break, value`. Raised in a worker.
+  class Break < StandardError
+    # @return [Object] the value given to {#initialize}; in the master, nil
+    #   when Marshal could not dump it
+    attr_reader :value
+
+    # @param value [Object] what {Divvy.map} and {Divvy.each} return, or the
+    #   `broke` hook receives; it travels to the master with Marshal
+    def initialize(value = nil)
+      super()
+      @value = value
     end
   end
 end

@@ -1,26 +1,55 @@
 # frozen_string_literal: true
 
-# Divvy.each and Divvy.map: a block run on each item of an enumerable in
-# forked workers.
+# Divvy.each and Divvy.map (and their _with_index forms): a block run on
+# each item of an enumerable in forked workers.
 module Divvy
   # Runs a block on each item of an enumerable in forked workers: the task
   # behind Divvy.each (no results) and Divvy.map (results in input order).
   # Runs in the master; the block runs in the workers, with the locals it
   # captured (the workers are forks).
+  #
+  # An item is the item's position in the enumerable followed by what `each`
+  # yielded for it: `[3, "x"]` for `yield "x"`, `[3, "x", 7]` for
+  # `yield "x", 7`. The block gets what `each` yielded, as a block given to
+  # `each` would.
   class Each
     include Parallelizable
 
     # The master running this task, set by Divvy.each/Divvy.map.
     attr_writer :master
 
+    # Runs in the master.
+    #
     # @param enumerable [#each] the items; only #each is called, so lazy and
     #   endless sources stream
     # @param block [Proc] what to do with one item, in a worker
-    def initialize(enumerable, block)
+    # @param with_index [Boolean] pass the block the item and its position
+    #   (as `each_with_index` does) instead of what `each` yielded
+    def initialize(enumerable, block, with_index: false)
       super()
       @enumerable = enumerable
       @block = block
+      @with_index = with_index
+      @hooks = {}
       @failures = []
+      @broken = false
+    end
+
+    # Sets the callables run by {#after_fork} and {#before_exit}. Runs in
+    # the master, before the run.
+    #
+    # @param hooks [Hash{Symbol => #call, nil}] `after_fork:` and
+    #   `before_exit:`, each taking no argument or the {Divvy::Worker}
+    # @return [void]
+    # @raise [Divvy::Error] for a hook that cannot be called that way
+    def hooks=(hooks)
+      hooks.each do |name, hook|
+        next if hook.nil?
+        next if hook.respond_to?(:call) && (-2..1).cover?(Each.arity(hook))
+
+        raise Error, "#{name}: must be a callable taking no argument or the Divvy::Worker, not #{hook.inspect}"
+      end
+      @hooks = hooks
     end
 
     # @return [Integer, nil] the number of items when the enumerable knows it
@@ -29,23 +58,43 @@ module Divvy
       @enumerable.size if @enumerable.respond_to?(:size)
     end
 
-    # Yields each item with its position. Runs in the master. Only #each is
-    # called, so any object with #each will do.
+    # Yields each item: its position, then what `each` yielded. Runs in the
+    # master. Only #each is called, so any object with #each will do.
     #
-    # @yieldparam index [Integer] the item's position
-    # @yieldparam item [Object] the item
+    # @yieldparam position [Integer] the item's position in the enumerable
+    # @yieldparam values [Array<Object>] what `each` yielded
     # @return [void]
     def dispatch
-      index = -1
-      @enumerable.each { |item| yield index += 1, item }
+      position = -1
+      @enumerable.each { |*values| yield position += 1, *values }
     end
 
     # Calls the block on one item. Runs in a worker.
     #
-    # @param item [Object] the item
+    # @param position [Integer] the item's position
+    # @param values [Array<Object>] what `each` yielded for it
     # @return [Object] the block's result
-    def perform(_index, item)
-      @block.call(item)
+    def perform(position, *values)
+      return @block.call(*values) unless @with_index
+
+      # Like Enumerable#each_with_index: several values arrive as one Array.
+      @block.call(values.size > 1 ? values : values.first, position)
+    end
+
+    # Runs the `after_fork:` hook, in a worker right after the fork.
+    #
+    # @param worker [Divvy::Worker] this worker
+    # @return [void]
+    def after_fork(worker)
+      call_hook(:after_fork, worker)
+    end
+
+    # Runs the `before_exit:` hook, in a worker before it leaves.
+    #
+    # @param worker [Divvy::Worker] this worker
+    # @return [void]
+    def before_exit(worker)
+      call_hook(:before_exit, worker)
     end
 
     # Collects a finally failed item and stops dispatching; the items in
@@ -53,33 +102,79 @@ module Divvy
     #
     # @param error [Divvy::TaskError] how the item failed
     # @return [void]
-    def failed(error, _index, _item)
+    def failed(error, *_item)
       @failures << error
       @master&.shutdown
     end
 
-    # Raises the first failure, with the others attached as its #others.
+    # Keeps the value of the first {Divvy::Break} a block raised; the
+    # master has stopped dispatching. Runs in the master.
     #
-    # @return [nil] when nothing failed
-    # @raise [Divvy::TaskError] the first failure
+    # @param value [Object] the Break's value (nil without one, or when
+    #   Marshal could not dump it)
+    # @return [void]
+    def broke(value, *_item)
+      return if @broken
+
+      @broken = true
+      @break_value = value
+    end
+
+    # What Divvy.each returns once the run is over. Runs in the master.
+    #
+    # @return [Object] the first Break's value when a block raised
+    #   {Divvy::Break}, the enumerable otherwise
+    # @raise [Divvy::TaskError] the first failure (see {#raise_failures})
+    def outcome
+      raise_failures
+      @broken ? @break_value : @enumerable
+    end
+
+    # @return [nil] Divvy.each gathers no results
+    def results
+      nil
+    end
+
+    # The arity of a callable: a Proc's or Method's own, or its #call's.
+    #
+    # @param callable [#call]
+    # @return [Integer]
+    def self.arity(callable)
+      callable.respond_to?(:arity) ? callable.arity : callable.method(:call).arity
+    end
+
+    private
+
+    # Raises the first failure, with the others attached as its #others and
+    # the results gathered as its #results; returns nil when nothing failed.
     def raise_failures
       first, *others = @failures
       return unless first
 
       first.instance_variable_set(:@others, others)
+      first.instance_variable_set(:@results, results)
       raise first
+    end
+
+    def call_hook(name, worker)
+      hook = @hooks[name]
+      return unless hook
+
+      Each.arity(hook).zero? ? hook.call : hook.call(worker)
     end
   end
 
   # Divvy.each's task with results: each item's result comes back to the
   # master and lands at the item's position.
   class Map < Each
-    # @return [Array] the results, in input order
+    # @return [Array] the results gathered, at their items' positions; nil
+    #   at the positions of items not performed
     attr_reader :results
 
-    # @param enumerable [#each] the items
-    # @param block [Proc] what to do with one item, in a worker
-    def initialize(enumerable, block)
+    # Runs in the master.
+    #
+    # @param (see Each#initialize)
+    def initialize(enumerable, block, with_index: false)
       super
       @results = []
     end
@@ -87,56 +182,121 @@ module Divvy
     # Stores one item's result at its position. Runs in the master.
     #
     # @param result [Object] what the block returned
-    # @param index [Integer] the item's position
+    # @param position [Integer] the item's position
     # @return [void]
-    def completed(result, index, _item)
-      @results[index] = result
+    def completed(result, position, *_values)
+      @results[position] = result
+    end
+
+    # What Divvy.map returns once the run is over. Runs in the master.
+    #
+    # @return [Object] the first Break's value when a block raised
+    #   {Divvy::Break} with a value (not nil), the results otherwise
+    # @raise [Divvy::TaskError] the first failure, with the results
+    def outcome
+      value = super
+      @broken && !value.nil? ? value : @results
     end
   end
 
-  private_constant :Each, :Map
+  # The keywords of Divvy.map and Divvy.each that name hooks.
+  HOOKS = %i[after_fork before_exit].freeze
+
+  private_constant :Each, :Map, :HOOKS
 
   class << self
     # Calls the block with each item of `enumerable`, in `workers` forked
     # processes. Runs in the master.
     #
+    # The block gets what `each` yielded, as with Enumerable#each: both
+    # values for `hash.each` or `list.each_with_index` (`|key, value|`), an
+    # Array for `each_slice` (`|slice|` or `|a, b|`).
+    #
     # @param enumerable [#each] the items; lazy and endless sources stream
-    # @param workers [Integer] how many worker processes
-    # @param verbose [Boolean] log worker starts, exits and retries
-    # @param options [Hash] the keywords of {Divvy::Master#initialize}
-    #   (retries:, timeout:, max_tasks:, max_memory:, shard:, progress:)
-    # @yieldparam item [Object] one item, in a worker
-    # @return [#each] `enumerable`
+    # @param options [Hash] the keywords below, and those of
+    #   `Divvy::Master.new` (retries:, timeout:, max_tasks:,
+    #   max_memory:, shard:, progress:)
+    # @option options [Integer] :workers (Etc.nprocessors) how many worker
+    #   processes
+    # @option options [Boolean] :verbose (false) log worker starts, exits
+    #   and retries
+    # @option options [#call] :after_fork called in each worker right after
+    #   the fork, with the {Divvy::Worker} when it takes an argument
+    # @option options [#call] :before_exit called in each worker before it
+    #   leaves, with the {Divvy::Worker} when it takes an argument
+    # @yieldparam values [Array<Object>] what `each` yielded, in a worker
+    # @return [Object] `enumerable`; or, when a block raised {Divvy::Break},
+    #   that Break's value (nil without one)
     # @raise [Divvy::TaskError] the first item that finally failed (the
     #   others in its #others), once the items in flight finished
+    # @raise [Divvy::Error] for a hook that is not a callable taking no
+    #   argument or the worker, and what `Divvy::Master.new` raises
+    # @raise [Divvy::Master::Shutdown] when a signal stopped the run (not a
+    #   StandardError)
     # @raise [ArgumentError] without a block
-    def each(enumerable, workers: Etc.nprocessors, verbose: false, **options, &block)
-      run(Each.new(enumerable, block || raise(ArgumentError, 'Divvy.each needs a block')),
-          workers, verbose, options)
-      enumerable
+    def each(enumerable, **options, &block)
+      run(Each.new(enumerable, block || raise(ArgumentError, 'Divvy.each needs a block')), **options)
+    end
+
+    # Like {Divvy.each}, but the block gets each item and its position, as
+    # with Enumerable#each_with_index (several values `each` yielded arrive
+    # as one Array). Runs in the master.
+    #
+    # @param (see Divvy.each)
+    # @option (see Divvy.each)
+    # @yieldparam item [Object] one item, in a worker
+    # @yieldparam index [Integer] its position in `enumerable`
+    # @return (see Divvy.each)
+    # @raise (see Divvy.each)
+    def each_with_index(enumerable, **options, &block)
+      block || raise(ArgumentError, 'Divvy.each_with_index needs a block')
+      run(Each.new(enumerable, block, with_index: true), **options)
     end
 
     # Like {Divvy.each}, but returns the block's results in input order.
-    # Each result travels back with Marshal.
+    # Each result travels back with Marshal. Runs in the master.
     #
     # @param (see Divvy.each)
-    # @yieldparam item [Object] one item, in a worker
+    # @option (see Divvy.each)
+    # @yieldparam values [Array<Object>] what `each` yielded, in a worker
     # @yieldreturn [Object] the item's result
-    # @return [Array] the results, in input order
+    # @return [Object] the results, in input order; or, when a block raised
+    #   {Divvy::Break}, that Break's value, or when it has none (nil), the
+    #   results gathered so far, with nil at the positions of items not
+    #   performed
+    # @raise [Divvy::TaskError] the first item that finally failed (the
+    #   others in its #others, the results gathered in its #results), once
+    #   the items in flight finished
     # @raise (see Divvy.each)
-    def map(enumerable, workers: Etc.nprocessors, verbose: false, **options, &block)
-      task = Map.new(enumerable, block || raise(ArgumentError, 'Divvy.map needs a block'))
-      run(task, workers, verbose, options)
-      task.results
+    def map(enumerable, **options, &block)
+      run(Map.new(enumerable, block || raise(ArgumentError, 'Divvy.map needs a block')), **options)
+    end
+
+    # Like {Divvy.map}, but the block gets each item and its position, as
+    # with Enumerable#each_with_index. Runs in the master.
+    #
+    # @param (see Divvy.each)
+    # @option (see Divvy.each)
+    # @yieldparam item [Object] one item, in a worker
+    # @yieldparam index [Integer] its position in `enumerable`
+    # @yieldreturn [Object] the item's result
+    # @return (see Divvy.map)
+    # @raise (see Divvy.map)
+    def map_with_index(enumerable, **options, &block)
+      block || raise(ArgumentError, 'Divvy.map_with_index needs a block')
+      run(Map.new(enumerable, block, with_index: true), **options)
     end
 
     private
 
-    def run(task, workers, verbose, options)
-      master = Master.new(task, workers, verbose, **options)
+    # Runs `task` on a master made with `options`, the hooks taken out, and
+    # returns the task's outcome.
+    def run(task, workers: Etc.nprocessors, verbose: false, **options)
+      task.hooks = options.slice(*HOOKS)
+      master = Master.new(task, workers, verbose, **options.except(*HOOKS))
       task.master = master
       master.run
-      task.raise_failures
+      task.outcome
     end
   end
 end

@@ -4,7 +4,7 @@ module Divvy
   # The interface of a divvy task. Include it in a class and define
   # {#dispatch} and {#perform}; the hooks are optional.
   #
-  # Three more methods are looked up on the task and called only when it
+  # Four more methods are looked up on the task and called only when it
   # defines them, so this module does not:
   #
   # - `completed(result, *args)` runs in the master for each item performed,
@@ -13,6 +13,13 @@ module Divvy
   # - `failed(error, *args)` runs in the master for each item that finally
   #   failed, after its retries, with a {Divvy::TaskError} and the item's
   #   arguments.
+  # - `broke(value, *args)` runs in the master for each item whose
+  #   {#perform} raised {Divvy::Break}, with the Break's value (a Marshal
+  #   round trip away; nil when Marshal cannot dump it) and the item's
+  #   arguments. Such an item counts as performed and is not retried; the
+  #   master starts no new item, lets the items in flight finish (their
+  #   results still reach `completed`) and {Divvy::Master#run} returns
+  #   normally. Without the hook a Break stops the run all the same.
   # - `total` returns how many items {#dispatch} will yield (or nil), for
   #   the progress in the master's process title.
   module Parallelizable
@@ -75,5 +82,16 @@ module Divvy
     #   boot; workers that keep failing to boot stop the run with
     #   {Divvy::Master::BootFailure}.
     def after_fork(worker); end
+
+    # Hook run in the worker just before it leaves: after its last item,
+    # when it is retired (`max_tasks:`, `max_memory:`, TTOU) and when a
+    # drain (`INT`, `QUIT`) lets it go; close connections and flush files
+    # here (see {file:docs/FORK_SAFETY.md}). It does not run in a worker
+    # that is killed (`TERM`, `KILL`, a timeout) or dies. Does nothing
+    # unless the task overrides it.
+    #
+    # @param worker [Divvy::Worker] the worker that is this process.
+    # @return [void]
+    def before_exit(worker); end
   end
 end
