@@ -165,7 +165,10 @@ RSpec.describe 'Divvy.map and Divvy.each' do
           pids = Divvy.map(1..20, workers: 2, max_tasks: 4,
                                   before_exit: -> { log.call("exit #{Process.pid}") }) { Process.pid }
           expect(pids.uniq.size).to be >= 5
-          expect(logged(dir, 'log').map(&:last).sort).to eq(pids.uniq.map(&:to_s).sort)
+          exits = logged(dir, 'log').map(&:last)
+          # A replacement forked as the last items finished may have none.
+          expect(exits.uniq).to eq(exits)
+          expect(exits).to include(*pids.uniq.map(&:to_s))
         end
       end
 
@@ -250,8 +253,8 @@ RSpec.describe 'Divvy.map and Divvy.each' do
           require 'divvy'
           class Finder
             include Divvy::Parallelizable
-            attr_reader :broken, :completed
-            def initialize = (@broken = []; @completed = [])
+            attr_reader :broken, :done
+            def initialize = (@broken = []; @done = [])
             def dispatch = (1..20_000).each { |i| yield i, "n\#{i}" }
             def perform(i, label)
               return i unless i == 100
@@ -259,16 +262,16 @@ RSpec.describe 'Divvy.map and Divvy.each' do
               File.open(File.join(ENV.fetch('OUT'), 'attempts'), 'a') { |f| f.puts i }
               raise Divvy::Break, [label, Process.pid]
             end
-            def completed(result, i, _) = @completed << [result, i]
+            def completed(result, i, _) = @done << [result, i]
             def broke(value, *args) = @broken << [value.first, args, value.last != Process.pid]
           end
           task = Finder.new
           master = Divvy::Master.new(task, 2, retries: 2)
           p master.run
           p task.broken
-          p [master.items_failed, master.items_retried, master.items_performed == task.completed.size + 1,
+          p [master.items_failed, master.items_retried, master.items_performed == task.done.size + 1,
              master.tasks_distributed < 20_000]
-          p task.completed.all? { |result, i| result == i }
+          p task.done.all? { |result, i| result == i }
         RUBY
         expect(result.stdout).to eq(%(nil\n[["n100", [100, "n100"], true]]\n[0, 0, true, true]\ntrue\n)), result.stderr
         expect(File.read(File.join(dir, 'attempts'))).to eq("100\n")

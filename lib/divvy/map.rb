@@ -188,6 +188,17 @@ module Divvy
       @results[position] = result
     end
 
+    # Keeps the first Break's value, and the position of the item that
+    # raised it (nil) among the results. Runs in the master.
+    #
+    # @param value [Object] the Break's value
+    # @param position [Integer] the item's position
+    # @return [void]
+    def broke(value, position, *_values)
+      @results[position] = nil if position >= @results.size
+      super
+    end
+
     # What Divvy.map returns once the run is over. Runs in the master.
     #
     # @return [Object] the first Break's value when a block raised

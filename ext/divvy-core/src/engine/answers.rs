@@ -49,6 +49,7 @@ impl Engine {
                 self.boot_deaths_in_a_row = 0;
                 return;
             }
+            Frame::Broke(value) => return self.on_break(index, value, actions),
             Frame::Done => (None, None),
             Frame::Result(result) => (None, Some(result)),
             Frame::Failed(failure) => (Some(failure), None),
@@ -69,6 +70,19 @@ impl Engine {
                 self.fail_item(who, item, Cause::Raised(failure), actions);
             }
             Err(_) => self.broken(index, "answered for an item it does not hold", actions),
+        }
+    }
+
+    /// Settles worker `index`'s oldest item, whose `perform` raised
+    /// `Divvy::Break` with `value`: performed, and nothing new is sent.
+    fn on_break(&mut self, index: usize, value: Vec<u8>, actions: &mut Vec<Action>) {
+        match self.pool.worker_mut(index).answer(None) {
+            Ok(Answer::Performed(item)) => {
+                self.board.performed.add(1);
+                self.broke = true;
+                actions.push(Action::Broke { item, value });
+            }
+            _ => self.broken(index, "answered for an item it does not hold", actions),
         }
     }
 
@@ -164,6 +178,36 @@ mod tests {
                     signal: libc::SIGKILL
                 }
             ]
+        );
+    }
+
+    #[test]
+    fn a_break_counts_as_performed_and_stops_sending() {
+        let options = RunOptions {
+            retries: 1,
+            ..RunOptions::default()
+        };
+        let mut engine = booted(1, options);
+        hold(&mut engine, 0, &[4, 5]);
+        engine.queue.push_back(item(9));
+        let mut actions = Vec::new();
+        engine.on_frame(0, Frame::Broke(vec![4, 8, b'T']), &mut actions);
+        assert_eq!(
+            actions,
+            [Action::Broke {
+                item: item(4),
+                value: vec![4, 8, b'T']
+            }]
+        );
+        assert!(engine.broke() && !engine.goes_on());
+        assert_eq!(engine.board.performed.get(), 1);
+        engine.send_queued(at(0), &mut actions).unwrap();
+        assert_eq!(engine.queue.len(), 1, "the queue is not sent");
+        assert!(engine.wind_down().unwrap(), "item 5 is still in flight");
+        engine.on_frame(0, Frame::Done, &mut actions);
+        assert!(
+            !engine.wind_down().unwrap(),
+            "done: the queue waits for nothing"
         );
     }
 

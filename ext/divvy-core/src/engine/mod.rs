@@ -80,6 +80,10 @@ pub enum Action {
         cause: Cause,
         retry: Option<Retry>,
     },
+    /// An item's `perform` raised `Divvy::Break` with `value` (a Marshal
+    /// dump): it counts as performed; hand both to the task's `broke` hook.
+    /// The run sends no more items.
+    Broke { item: Item, value: Vec<u8> },
     /// Send signal `signal` to the process group worker process `pid`
     /// leads: the worker and what its `perform` started.
     Signal { pid: i32, signal: i32 },
@@ -119,6 +123,8 @@ pub struct Engine {
     lingering: Vec<(i32, Instant)>,
     /// After a fork failed, when the next may be tried.
     fork_blocked_until: Option<Instant>,
+    /// True once an item raised `Divvy::Break`: nothing new is sent.
+    broke: bool,
 }
 
 impl Engine {
@@ -145,6 +151,7 @@ impl Engine {
             next_index: 0,
             lingering: Vec::new(),
             fork_blocked_until: None,
+            broke: false,
         }
     }
 
@@ -182,6 +189,13 @@ impl Engine {
         }
     }
 
+    /// True once an item raised `Divvy::Break`: the run sends nothing new,
+    /// neither from `dispatch` nor from the queue, and ends normally once
+    /// the items in flight are done.
+    pub fn broke(&self) -> bool {
+        self.broke
+    }
+
     /// Records that `dispatch` returned or raised: no new items will come.
     pub fn dispatch_done(&mut self) {
         self.dispatch_done = true;
@@ -193,6 +207,7 @@ impl Engine {
         self.stop == Stop::No
             && self.fatal.is_none()
             && !self.closing
+            && !self.broke
             && (!self.dispatch_done || !self.queue.is_empty())
     }
 

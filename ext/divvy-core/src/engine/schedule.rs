@@ -58,7 +58,7 @@ impl Engine {
     ///
     /// Returns the OS error of a failed write.
     pub fn send_queued(&mut self, now: Instant, actions: &mut Vec<Action>) -> io::Result<()> {
-        if self.stop != Stop::No {
+        if self.stop != Stop::No || self.broke {
             return Ok(());
         }
         while let Some(item) = self.queue.pop_front() {
@@ -124,7 +124,8 @@ impl Engine {
         if self.queue.is_empty() && self.options.retries == 0 {
             self.release_idle()?;
         }
-        Ok(self.pool.in_flight() > 0 || (!self.queue.is_empty() && self.stop == Stop::No))
+        let sending = self.stop == Stop::No && !self.broke;
+        Ok(self.pool.in_flight() > 0 || (!self.queue.is_empty() && sending))
     }
 
     /// Closes the item pipe of every ready worker that holds nothing, so

@@ -5,8 +5,9 @@
 //! down a worker's item pipe. The worker answers on its answer pipe:
 //! `Ready` once booted; for each item in turn, `Done` (performed), `Result`
 //! (performed, with the Marshal dump of what `perform` returned, when the
-//! task wants results) or `Failed` (raised); and `Bye` when it leaves on its
-//! own before the master closed its pipe.
+//! task wants results), `Failed` (raised) or `Broke` (raised
+//! `Divvy::Break`: performed, and the run should stop); and `Bye` when it
+//! leaves on its own before the master closed its pipe.
 
 use std::fmt;
 
@@ -19,6 +20,7 @@ pub(crate) const KIND_DONE: u8 = 3;
 pub(crate) const KIND_FAILED: u8 = 4;
 pub(crate) const KIND_BYE: u8 = 5;
 pub(crate) const KIND_RESULT: u8 = 6;
+pub(crate) const KIND_BROKE: u8 = 7;
 
 /// One message between master and worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +37,10 @@ pub enum Frame {
     Result(Vec<u8>),
     /// Worker to master: the oldest item it holds raised.
     Failed(Failure),
+    /// Worker to master: the oldest item it holds raised `Divvy::Break`
+    /// with this value (a Marshal dump): it counts as performed, and the
+    /// run stops dispatching.
+    Broke(Vec<u8>),
     /// Worker to master: leaving on its own (it was asked to stop); the
     /// items it still holds were never started.
     Bye,
@@ -94,6 +100,7 @@ impl Frame {
             Frame::Ready => push_frame(out, KIND_READY, &[]),
             Frame::Done => push_frame(out, KIND_DONE, &[]),
             Frame::Result(value) => push_frame(out, KIND_RESULT, value),
+            Frame::Broke(value) => push_frame(out, KIND_BROKE, value),
             Frame::Bye => push_frame(out, KIND_BYE, &[]),
             Frame::Failed(failure) => {
                 let mut payload = Vec::new();
@@ -119,6 +126,7 @@ impl Frame {
             KIND_READY => Frame::Ready,
             KIND_DONE => Frame::Done,
             KIND_RESULT => Frame::Result(payload.to_vec()),
+            KIND_BROKE => Frame::Broke(payload.to_vec()),
             KIND_BYE => Frame::Bye,
             KIND_FAILED => Frame::Failed(Failure::decode(payload)?),
             kind => return Err(ProtocolError::UnknownKind(kind)),
@@ -131,7 +139,7 @@ impl Frame {
 /// Returns the length as a `usize`, or why the header is malformed.
 pub(crate) fn check_header(kind: u8, len: u64) -> Result<usize, ProtocolError> {
     match kind {
-        KIND_ITEM | KIND_FAILED | KIND_RESULT => {}
+        KIND_ITEM | KIND_FAILED | KIND_RESULT | KIND_BROKE => {}
         KIND_READY | KIND_DONE | KIND_BYE if len == 0 => {}
         KIND_READY | KIND_DONE | KIND_BYE => {
             return Err(ProtocolError::UnexpectedPayload { kind, len })
@@ -234,6 +242,7 @@ pub(crate) mod tests {
                 backtrace: vec!["a.rb:1:in `perform'".into(), "b.rb:2".into()],
             }),
             Frame::Item(Vec::new()),
+            Frame::Broke(vec![4, 8, b'0']),
             Frame::Bye,
         ]
     }

@@ -78,11 +78,11 @@ fn on_item(ruby: &Ruby, cell: &RunCell, args: &[Value]) -> Result<Value, Error> 
     }
 }
 
-/// True once the run is asked to stop dispatching: by a signal or by
-/// `Master#shutdown`.
+/// True once the run is asked to stop dispatching: by a signal, by
+/// `Master#shutdown`, or by an item that raised `Divvy::Break`.
 fn stopping(run: &mut Run) -> bool {
     run.engine.request_stop(traps::requested_stop());
-    run.engine.stop() != Stop::No || run.board.shutdown_requested()
+    run.engine.stop() != Stop::No || run.board.shutdown_requested() || run.engine.broke()
 }
 
 /// Builds the error for an item Marshal refused, naming the argument at

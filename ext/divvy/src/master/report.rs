@@ -27,6 +27,7 @@ pub fn carry_out(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
     for action in std::mem::take(&mut run.actions) {
         match action {
             Action::Completed { item, result } => completed(ruby, run, &item, &result)?,
+            Action::Broke { item, value } => broke(ruby, run, &item, &value)?,
             Action::Failed {
                 who,
                 item,
@@ -72,6 +73,26 @@ fn completed(ruby: &Ruby, run: &Run, item: &Item, result: &[u8]) -> Result<(), E
     let _: Value = run
         .task()?
         .funcall("completed", unsafe { hook_args.as_slice() })?;
+    Ok(())
+}
+
+/// Hands the value of the `Divvy::Break` an item raised (nil when it cannot
+/// be loaded) to the task's `broke(value, *args)` hook, if it has one.
+///
+/// Raises what the hook raises.
+fn broke(ruby: &Ruby, run: &Run, item: &Item, value: &[u8]) -> Result<(), Error> {
+    let task = run.task()?;
+    if !task.respond_to("broke", true)? {
+        return Ok(());
+    }
+    let args = RArray::try_convert(marshal::load(ruby, &item.payload.to_bytes())?)?;
+    let hook_args = ruby.ary_new_capa(args.len() + 1);
+    let value = marshal::load(ruby, value).unwrap_or_else(|_| ruby.qnil().as_value());
+    hook_args.push(value)?;
+    hook_args.concat(args)?;
+    // SAFETY: `hook_args` stays on this stack, unchanged, for the call,
+    // which copies the arguments before any Ruby code runs.
+    let _: Value = task.funcall("broke", unsafe { hook_args.as_slice() })?;
     Ok(())
 }
 

@@ -22,14 +22,18 @@ pub enum Kind {
     Shutdown,
     /// `Divvy::TaskError`: an item finally failed.
     TaskError,
+    /// `Divvy::Break`: raised by `perform` to stop the run early.
+    Break,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [
+    /// Every kind, in the order of their discriminants.
+    const ALL: [Kind; 5] = [
         Kind::Divvy,
         Kind::BootFailure,
         Kind::Shutdown,
         Kind::TaskError,
+        Kind::Break,
     ];
 
     /// Where the class is under `Divvy`: the module it is in (if not
@@ -40,11 +44,12 @@ impl Kind {
             Kind::BootFailure => (Some("Master"), "BootFailure"),
             Kind::Shutdown => (Some("Master"), "Shutdown"),
             Kind::TaskError => (None, "TaskError"),
+            Kind::Break => (None, "Break"),
         }
     }
 }
 
-static CLASSES: OnceLock<[Opaque<ExceptionClass>; 4]> = OnceLock::new();
+static CLASSES: OnceLock<[Opaque<ExceptionClass>; Kind::ALL.len()]> = OnceLock::new();
 
 /// Returns the Ruby class for `kind`; `StandardError` before `init` (no
 /// Ruby code can reach divvy before it).
@@ -118,7 +123,7 @@ pub fn init(ruby: &Ruby, divvy: RModule) -> Result<(), Error> {
         ruby.gc_register_mark_object(class);
         classes.push(Opaque::from(class));
     }
-    let classes: [Opaque<ExceptionClass>; 4] = classes
+    let classes: [Opaque<ExceptionClass>; Kind::ALL.len()] = classes
         .try_into()
         .map_err(|_| divvy_error(ruby, "divvy's error classes are incomplete"))?;
     let _ = CLASSES.set(classes);

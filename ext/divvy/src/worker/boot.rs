@@ -9,7 +9,7 @@ use divvy_core::os;
 use divvy_core::wire::frame::Frame;
 use divvy_core::wire::wake;
 
-use super::leave::{install_traps, leave, report_and_leave};
+use super::leave::{self, install_traps, leave, report_and_leave};
 use super::{answer, crash, Setup};
 use crate::vm::title;
 
@@ -67,5 +67,6 @@ pub fn boot(ruby: &Ruby, setup: &Setup<'_>) -> String {
     if !answer::send(&Frame::Ready) {
         leave(1);
     }
+    leave::say_farewell_with(setup.task, setup.view, setup.number);
     label
 }

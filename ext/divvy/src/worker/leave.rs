@@ -2,9 +2,10 @@
 //! (after the item it is performing), or at once when something breaks.
 //! It always leaves with `_exit`, after flushing `$stdout` and `$stderr`.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use magnus::{prelude::*, Error, RModule, Ruby, Value};
+use magnus::{prelude::*, value::Opaque, Error, RModule, Ruby, Value};
 
 use divvy_core::wire::frame::Frame;
 
@@ -17,6 +18,61 @@ static PERFORMING: AtomicBool = AtomicBool::new(false);
 /// True once INT or QUIT (or `--max-memory`) asked this worker to leave
 /// after its current item.
 static LEAVE_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// What the task's `before_exit` hook needs: the task, this worker's
+/// `Divvy::Worker` and its number.
+#[derive(Clone, Copy)]
+struct Farewell {
+    task: Opaque<Value>,
+    view: Opaque<Value>,
+    number: usize,
+}
+
+thread_local! {
+    /// The worker's farewell, once it booted.
+    static FAREWELL: Cell<Option<Farewell>> = const { Cell::new(None) };
+}
+
+/// Makes worker `number` run `task.before_exit(view)` when it leaves cleanly
+/// (after its last item, when retired, when asked to leave). Runs in the
+/// worker, once booted; `view` is kept from the GC for good by then, and
+/// `task` by the master's run, which the worker never returns into.
+pub fn say_farewell_with(task: Value, view: Value, number: usize) {
+    let farewell = Farewell {
+        task: task.into(),
+        view: view.into(),
+        number,
+    };
+    FAREWELL.with(|cell| cell.set(Some(farewell)));
+}
+
+/// Runs the task's `before_exit(worker)` hook, once; when it raises,
+/// reports it and leaves with status 1.
+fn farewell() {
+    let Some(Farewell { task, view, number }) = FAREWELL.with(Cell::take) else {
+        return;
+    };
+    let Ok(ruby) = Ruby::get() else {
+        return;
+    };
+    let (task, view) = (ruby.get_inner(task), ruby.get_inner(view));
+    let responds = task.respond_to("before_exit", true).unwrap_or(false);
+    if let Err(error) = responds
+        .then(|| task.funcall::<_, _, Value>("before_exit", (view,)))
+        .transpose()
+    {
+        let label = format!("worker {number} (pid {})", std::process::id());
+        report_and_leave(&ruby, &format!("{label} failed in before_exit"), &error);
+    }
+}
+
+/// Leaves after the master closed the item pipe: sends the answers still
+/// queued, runs the task's `before_exit` hook, and exits with status 0.
+pub fn leave_at_the_end() -> ! {
+    answer::write();
+    farewell();
+    leave(0)
+}
 
 /// Records whether the worker is performing an item (from just before
 /// `perform` until its answer is queued).
@@ -68,9 +124,11 @@ fn on_interrupt(
 }
 
 /// Sends the answers queued so far, tells the master that the items this
-/// worker still holds were never started, then exits.
+/// worker still holds were never started, runs the task's `before_exit`
+/// hook, then exits.
 fn say_bye_and_leave() -> ! {
     answer::send(&Frame::Bye);
+    farewell();
     leave(0)
 }
 

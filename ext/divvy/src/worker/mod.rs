@@ -70,10 +70,7 @@ pub fn run(ruby: &Ruby, setup: Setup<'_>) -> ! {
     loop {
         let received = match receiver.next_item(ruby) {
             Ok(Some(received)) => received,
-            Ok(None) => {
-                answer::write();
-                leave(0)
-            }
+            Ok(None) => leave::leave_at_the_end(),
             Err(error) => report_and_leave(ruby, &format!("{label} stopped"), &error),
         };
         // Marked before anything of the item runs: should the worker die

@@ -18,7 +18,7 @@ use super::leave::leave;
 use super::receive::Received;
 use super::Setup;
 use crate::marshal;
-use crate::vm::errors::failure_of;
+use crate::vm::errors::{class, failure_of, Kind};
 
 /// How this worker performs items: the task, its perform method and what
 /// it takes.
@@ -78,6 +78,13 @@ impl Performer {
                     // reports it with this status.
                     answer::write();
                     leave(status);
+                }
+                if let Some(value) = break_value(ruby, &error) {
+                    // Sent at once: the master stops dispatching. Counted
+                    // after, like a failure: never mistaken for a Done.
+                    let sent = answer::send(&Frame::Broke(value));
+                    counter.finish();
+                    return sent;
                 }
                 let mut failure = failure_of(&error);
                 let own = failure
@@ -152,6 +159,22 @@ impl Performer {
         );
         Err(ruby.exception_arg_error().new_instance((message,))?.into())
     }
+}
+
+/// Returns the Marshal dump of the value of a `Divvy::Break` that
+/// `perform` raised (of nil when Marshal cannot dump it); None for any
+/// other error.
+fn break_value(ruby: &Ruby, error: &Error) -> Option<Vec<u8>> {
+    if !error.is_kind_of(class(ruby, Kind::Break)) {
+        return None;
+    }
+    let value: Value = error
+        .value()
+        .and_then(|exception| exception.funcall("value", ()).ok())
+        .unwrap_or_else(|| ruby.qnil().as_value());
+    marshal::dump(ruby, value)
+        .or_else(|_| marshal::dump(ruby, ruby.qnil().as_value()))
+        .ok()
 }
 
 /// Returns the status of a `SystemExit` (`exit 3`, `abort`) that `perform`
