@@ -14,6 +14,7 @@ end
 require 'etc'
 require 'divvy/parallelizable'
 require 'divvy/map'
+require 'divvy/shard'
 
 # A forking parallel task runner. See Divvy::Parallelizable for the task
 # interface and Divvy::Master for running one.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use magnus::{
     prelude::*,
     scan_args::{get_kwargs, scan_args},
-    Error, RArray, Ruby, Value,
+    Error, RArray, RModule, Ruby, Value,
 };
 
 use divvy_core::engine::options::{self, RunOptions, Shard};
@@ -118,10 +118,20 @@ fn parse_positive(ruby: &Ruby, name: &str, value: Option<Value>) -> Result<Optio
     }
 }
 
+/// Reads `shard:`: nil, `[index, count]`, or `:auto`, which asks
+/// `Divvy::Shard.from_scheduler` (lib/divvy/shard.rb) and lets its
+/// `Divvy::Error` through.
 fn parse_shard(ruby: &Ruby, value: Option<Value>) -> Result<Option<Shard>, Error> {
-    let Some(value) = value.filter(|value| !value.is_nil()) else {
+    let Some(mut value) = value.filter(|value| !value.is_nil()) else {
         return Ok(None);
     };
+    if value.eql(ruby.to_symbol("auto"))? {
+        let shard: RModule = ruby
+            .class_object()
+            .const_get::<_, RModule>("Divvy")?
+            .const_get("Shard")?;
+        value = shard.funcall("from_scheduler", ())?;
+    }
     let pair = RArray::from_value(value)
         .filter(|pair| pair.len() == 2)
         .and_then(|pair| {
@@ -134,7 +144,7 @@ fn parse_shard(ruby: &Ruby, value: Option<Value>) -> Result<Option<Shard>, Error
         divvy_error(
             ruby,
             format!(
-                "shard must be [index, count] with 0 <= index < count, got {}",
+                "shard must be [index, count] with 0 <= index < count, or :auto, got {}",
                 value.inspect()
             ),
         )
