@@ -138,7 +138,8 @@ RSpec.describe 'Slurm array jobs' do
       cluster.requeue("#{job}_3")
       cluster.wait_for_jobs(job)
 
-      expect(cluster.task_states(job)).to eq((1..4).to_h { |id| [id, 'COMPLETED 0:0'] }), cluster.logs
+      states = cluster.task_states(job)
+      expect(states).to eq((1..4).to_h { |id| [id, 'COMPLETED 0:0'] }), -> { "#{states}\n#{cluster.logs}" }
       logs = (0..3).to_h { |shard| [shard, performed(File.join(dir, "run.#{shard}-of-4.log"))] }
       logs.each { |shard, items| expect(items.map { |item| item % 4 }.uniq).to eq([shard]) }
       expect(logs.values.flatten.tally.select { |_, count| count > 1 }).to be_empty

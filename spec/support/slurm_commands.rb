@@ -75,14 +75,17 @@ module SlurmCommands
     end
   end
 
-  # Puts an ended array task back in the queue, to run again as soon as
-  # possible: Slurm would otherwise hold it for the job credential's
-  # lifetime (120 s).
+  # Puts an ended array task back in the queue and lets it start at once:
+  # Slurm would otherwise hold it for the job credential's lifetime
+  # (120 s). It waits for the next second first, since slurmd refuses a
+  # task started in the second its credential was revoked ("Job credential
+  # revoked": the task fails at once).
   #
-  # @param task [String] JOBID_TASKID
+  # @param task [String] JOBID_TASKID, a task that ended
   # @return [void]
   def requeue(task)
     run('scontrol', 'requeue', task)
+    sleep(1 - (Time.now.to_f % 1))
     run('scontrol', 'update', "JobId=#{task}", 'StartTime=now')
   end
 
