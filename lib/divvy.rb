@@ -15,6 +15,7 @@ require 'etc'
 require 'divvy/parallelizable'
 require 'divvy/map'
 require 'divvy/load'
+require 'divvy/shard'
 
 # A forking parallel task runner. See Divvy::Parallelizable for the task
 # interface, Divvy::Master for running one, Divvy.load, Divvy.map and

@@ -117,10 +117,10 @@ module Divvy
       opts.on('--max-memory MB', Integer, 'replace a worker whose resident memory passes MB after an item') do |mb|
         @options[:max_memory] = mb
       end
-      opts.on('--shard I/N', 'perform only items whose dispatch index modulo N is I (0 <= I < N)') do |shard|
-        index, count = shard.match(%r{\A(\d+)/(\d+)\z})&.captures&.map(&:to_i)
-        valid = index && index < count
-        @options[:shard] = check([index, count], valid, "--shard: #{shard} (must be I/N with 0 <= I < N)")
+      opts.on('--shard I/N|auto', 'perform only items whose dispatch index modulo N is I (0 <= I < N)') do |shard|
+        @options[:shard] = Shard.parse(shard)
+      rescue Divvy::Error => e
+        raise UsageError, "invalid --shard #{shard}: #{e.message}"
       end
     end
 

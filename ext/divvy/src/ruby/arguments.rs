@@ -6,7 +6,7 @@ use std::time::Duration;
 use magnus::{
     prelude::*,
     scan_args::{get_kwargs, scan_args},
-    Error, RArray, Ruby, Value,
+    Error, RArray, RModule, Ruby, Value,
 };
 
 use divvy_core::engine::options::{self, RunOptions, Shard};
@@ -150,12 +150,23 @@ fn parse_positive(
     .map(Some)
 }
 
+/// Reads `shard:`: nil, `[index, count]`, or `:auto`, which asks
+/// `Divvy::Shard.from_scheduler` (lib/divvy/shard.rb) and lets its
+/// `Divvy::Error` through.
 fn parse_shard(ruby: &Ruby, value: Option<Value>) -> Result<Option<Shard>, Error> {
-    let Some(value) = value.filter(|value| !value.is_nil()) else {
+    let Some(mut value) = value.filter(|value| !value.is_nil()) else {
         return Ok(None);
     };
+    if value.eql(ruby.to_symbol("auto"))? {
+        let shard: RModule = ruby
+            .class_object()
+            .const_get::<_, RModule>("Divvy")?
+            .const_get("Shard")?;
+        value = shard.funcall("from_scheduler", ())?;
+    }
     let shown = value.inspect();
-    let bad = || format!("shard must be [index, count] with 0 <= index < count, got {shown}");
+    let bad =
+        || format!("shard must be [index, count] with 0 <= index < count, or :auto, got {shown}");
     let pair = RArray::from_value(value)
         .filter(|pair| pair.len() == 2)
         .and_then(|pair| Some((pair.entry(0).ok()?, pair.entry(1).ok()?)))
