@@ -1,17 +1,37 @@
 # frozen_string_literal: true
 
+require 'rbconfig'
 require 'divvy/version'
 require 'divvy/errors'
 
-# Load the native core: a versioned build (as in a precompiled gem) when
-# there is one, the plain build otherwise.
-begin
-  require "divvy/#{RUBY_VERSION[/\A\d+\.\d+/]}/divvy"
-rescue LoadError
-  require 'divvy/divvy'
+# Load the native core: the build for this Ruby's version when there is one
+# (a precompiled gem carries one per version; `rake compile` writes one),
+# the build RubyGems made at install time otherwise. The file test keeps
+# RubyGems from searching every installed gem for a file that is not there.
+ruby_abi = RUBY_VERSION[/\A\d+\.\d+/]
+if File.exist?(File.join(__dir__, 'divvy', ruby_abi, "divvy.#{RbConfig::CONFIG['DLEXT']}"))
+  require_relative "divvy/#{ruby_abi}/divvy"
+else
+  begin
+    require 'divvy/divvy'
+  rescue LoadError => e
+    raise unless e.path == 'divvy/divvy'
+
+    # One line, with no backtrace: a precompiled gem without a build for
+    # this Ruby, or a checkout (or a Bundler `path:` source) whose extension
+    # was never compiled.
+    built = Dir.glob('*/divvy.*', base: File.join(__dir__, 'divvy')).map { |file| File.dirname(file) }.sort
+    fix = if built.empty?
+            "the native extension is not compiled: run `rake compile` in #{File.expand_path('..', __dir__)}"
+          else
+            "this build has the native extension for Ruby #{built.join(', ')} only: " \
+              'install the source gem instead (gem install divvy --platform ruby)'
+          end
+    raise LoadError, "divvy: Ruby #{ruby_abi}: #{fix}", []
+  end
 end
 
-require 'etc'
+require 'divvy/processors'
 require 'divvy/parallelizable'
 require 'divvy/map'
 

@@ -36,7 +36,7 @@ module Divvy
     def run
       script = parse
       task = load_script(script)
-      master = Divvy::Master.new(task, @workers || Etc.nprocessors, @verbose, **@options)
+      master = Divvy::Master.new(task, @workers || Divvy.processors, @verbose, **@options)
       master.run
       master.items_failed.zero? ? 0 : 1
     rescue UsageError, OptionParser::ParseError => e

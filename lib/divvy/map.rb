@@ -110,7 +110,7 @@ module Divvy
     # @raise [Divvy::TaskError] the first item that finally failed (the
     #   others in its #others), once the items in flight finished
     # @raise [ArgumentError] without a block
-    def each(enumerable, workers: Etc.nprocessors, verbose: false, **options, &block)
+    def each(enumerable, workers: Divvy.processors, verbose: false, **options, &block)
       run(Each.new(enumerable, block || raise(ArgumentError, 'Divvy.each needs a block')),
           workers, verbose, options)
       enumerable
@@ -124,7 +124,7 @@ module Divvy
     # @yieldreturn [Object] the item's result
     # @return [Array] the results, in input order
     # @raise (see Divvy.each)
-    def map(enumerable, workers: Etc.nprocessors, verbose: false, **options, &block)
+    def map(enumerable, workers: Divvy.processors, verbose: false, **options, &block)
       task = Map.new(enumerable, block || raise(ArgumentError, 'Divvy.map needs a block'))
       run(task, workers, verbose, options)
       task.results
