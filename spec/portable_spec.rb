@@ -9,9 +9,19 @@ RSpec.describe 'the operating-system layer under test' do
   let(:portable) { ENV['PORTABLE'] == '1' }
 
   it 'is the portable one under PORTABLE=1 and the Linux one otherwise' do
+    # The watch thread names itself once it runs: look for up to 2 seconds.
     result = ruby_code(<<~RUBY)
       require 'divvy'
-      names = Divvy.map([1], workers: 1) { Dir['/proc/self/task/*/comm'].map { |file| File.read(file).chomp } }
+      names = Divvy.map([1], workers: 1) do
+        threads = []
+        20.times do
+          threads = Dir['/proc/self/task/*/comm'].map { |file| File.read(file).chomp }
+          break if threads.include?('divvy-parent-wa')
+
+          sleep 0.1
+        end
+        threads
+      end
       puts names.first.sort
     RUBY
     expect(result.status).to be_success, result.stderr
