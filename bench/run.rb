@@ -10,6 +10,7 @@ require 'etc'
 require 'json'
 require 'open3'
 require 'rbconfig'
+require_relative 'startup'
 
 BENCH = __dir__
 RUNNERS = %w[divvy parallel ruby_pool].freeze
@@ -80,6 +81,14 @@ rows << ['boot: 100 workers, 100 empty items (s)', boot.values_at(*RUNNERS).map 
          "#{fmt(boot['divvy'] / boot['parallel'], 2)}x parallel's time",
          "no worse: #{target[boot['divvy'] <= boot['parallel']]}"]
 
+launch = Startup.measure(REPETITIONS * 6)
+rows << ['start-up: `divvy -n 2`, 10 empty items, whole command (ms)',
+         launch.values_at('divvy', 'parallel', 'ruby_pool').map { |v| fmt(v, 1) },
+         "#{fmt(launch['divvy'] / launch['parallel'], 2)}x parallel's time; " \
+         "#{fmt(launch['divvy_no_wrapper'], 1)} ms without the RubyGems wrapper (`ruby exe/divvy`)",
+         "no worse: #{target[launch['divvy'] <= launch['parallel']]}; without the wrapper: " \
+         "#{target[launch['divvy_no_wrapper'] <= launch['parallel']]}"]
+
 small = compare('memory', 500_000, repetitions: 1)
 large = compare('memory', 5_000_000, runners: ['divvy'], repetitions: 1)['divvy']
 rss = small.transform_values { |result| result[:peak_rss_kb] / 1024.0 }
@@ -107,7 +116,9 @@ report = <<~MARKDOWN
   alternating, in fresh processes; the table shows medians. Time is measured
   inside each process around the run, forks included. The tiny workload
   also runs in one process without workers, making each item's
-  `Marshal.load(Marshal.dump(item))` round trip, as a yardstick.
+  `Marshal.load(Marshal.dump(item))` round trip, as a yardstick. The
+  start-up row times whole commands from spawn to exit instead,
+  #{REPETITIONS * 6} rounds (`bench/startup.rb` says which).
 
   Machine: #{machine}.
 

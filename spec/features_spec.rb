@@ -186,17 +186,21 @@ RSpec.describe 'beyond the original' do
   end
 
   describe 'long-lived pools' do
-    it 'compacts the heap before the first fork, unless DIVVY_COMPACT=0' do
+    it 'compacts a heap of 100,000 live objects or more before the first fork, unless DIVVY_COMPACT=0' do
       result = ruby_code(<<~RUBY)
         require 'divvy'
-        before = GC.stat(:compact_count)
+        counts = [GC.stat(:compact_count)]
+        Divvy.each([1], workers: 1) {} # a small heap: not compacted
+        counts << GC.stat(:compact_count)
+        kept = Array.new(150_000) { |i| "object \#{i}" }
         Divvy.each([1], workers: 1) {}
-        compacted = GC.stat(:compact_count)
+        counts << GC.stat(:compact_count)
         ENV['DIVVY_COMPACT'] = '0'
         Divvy.each([1], workers: 1) {}
-        p [compacted - before, GC.stat(:compact_count) - compacted]
+        counts << GC.stat(:compact_count)
+        p [counts.each_cons(2).map { |a, b| b - a }, kept.size]
       RUBY
-      expect(result.stdout).to eq("[1, 0]\n")
+      expect(result.stdout).to eq("[[0, 1, 0], 150000]\n")
     end
 
     it 'retires a worker after max_tasks items' do

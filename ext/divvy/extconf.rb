@@ -1,34 +1,35 @@
 # frozen_string_literal: true
 
 # Writes the Makefile that builds divvy's native core with cargo. It needs no
-# rb_sys gem: cargo builds the cdylib, and `make install` copies it to
-# $(sitearchdir)$(target_prefix)/divvy.so, which is where RubyGems (and
+# rb_sys gem: cargo_build.rb runs cargo and copies the library to divvy.DLEXT
+# (divvy.so on Linux, divvy.bundle on macOS), and `make install` copies that
+# to $(sitearchdir)$(target_prefix)/, which is where RubyGems (and
 # `rake compile`) expect it.
 
 require 'rbconfig'
 
-root = File.expand_path('../..', __dir__)
 cargo = ENV.fetch('CARGO', 'cargo')
 unless system(cargo, '--version', out: File::NULL, err: File::NULL)
-  abort 'divvy: cargo was not found; install the Rust toolchain (https://rustup.rs) and retry'
+  abort 'divvy: cargo was not found: install the Rust toolchain (https://rustup.rs) and retry'
 end
 
 dlext = RbConfig::CONFIG['DLEXT']
 File.write('Makefile', <<~MAKEFILE)
   RUBY = #{RbConfig.ruby}
-  CARGO = #{cargo}
-  CARGO_TARGET_DIR ?= #{root}/target
   sitearchdir = #{RbConfig::CONFIG['sitearchdir']}
   target_prefix = /divvy
   DLLIB = divvy.#{dlext}
+  # `portable` builds the portable fallback of every Linux-only call.
+  CARGO_FEATURES =
 
   all: $(DLLIB)
 
   $(DLLIB): FORCE
-  \tRUBY=$(RUBY) CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) $(CARGO) build --release --locked --manifest-path #{root}/ext/divvy/Cargo.toml
-  \tcp $(CARGO_TARGET_DIR)/release/libdivvy.so $(DLLIB)
+  \t$(RUBY) #{__dir__}/cargo_build.rb $(DLLIB) "$(CARGO_FEATURES)"
 
-  install: $(DLLIB)
+  # RubyGems runs `make` and then `make install`: build only if `make` did not.
+  install:
+  \ttest -f $(DLLIB) || $(MAKE) all
   \tmkdir -p $(DESTDIR)$(sitearchdir)$(target_prefix)
   \tcp $(DLLIB) $(DESTDIR)$(sitearchdir)$(target_prefix)/$(DLLIB)
 

@@ -41,7 +41,7 @@ module Divvy
       check_ranges
       task = Script.load(script, report, @verbose ? @stderr : nil)
       @hooks = HookWatch.new(task)
-      @master = Divvy::Master.new(task, @workers || Etc.nprocessors, @verbose, **@options)
+      @master = Divvy::Master.new(task, @workers || Divvy.processors, @verbose, **@options)
       @master.run
       @master.items_failed.zero? ? 0 : 1
     rescue ScriptError, StandardError, Divvy::Master::Shutdown => e # Shutdown is a SignalException

@@ -227,7 +227,7 @@ module Divvy
     # @param options [Hash] the keywords below, and those of
     #   `Divvy::Master.new` (retries:, timeout:, max_tasks:,
     #   max_memory:, shard:, progress:)
-    # @option options [Integer] :workers (Etc.nprocessors) how many worker
+    # @option options [Integer] :workers (Divvy.processors) how many worker
     #   processes
     # @option options [Boolean] :verbose (false) log worker starts, exits
     #   and retries
@@ -302,7 +302,7 @@ module Divvy
 
     # Runs `task` on a master made with `options`, the hooks taken out, and
     # returns the task's outcome.
-    def run(task, workers: Etc.nprocessors, verbose: false, **options)
+    def run(task, workers: Divvy.processors, verbose: false, **options)
       task.hooks = options.slice(*HOOKS)
       master = Master.new(task, workers, verbose, **options.except(*HOOKS))
       task.master = master

@@ -13,10 +13,7 @@ const PARENT_WATCH_INTERVAL: Duration = Duration::from_millis(200);
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (read_end, write_end) = nix::unistd::pipe()?;
     for end in [&read_end, &write_end] {
-        fcntl(
-            std::os::fd::AsRawFd::as_raw_fd(end),
-            FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC),
-        )?;
+        fcntl(end, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
     }
     Ok((read_end, write_end))
 }
@@ -49,23 +46,24 @@ pub fn keep_freed_memory() {}
 
 #[cfg(target_os = "macos")]
 pub fn resident_bytes() -> u64 {
-    let mut info = std::mem::MaybeUninit::<libc::mach_task_basic_info>::zeroed();
-    let mut count = libc::MACH_TASK_BASIC_INFO_COUNT;
-    // SAFETY: task_info writes at most `count` words into `info`, which is
-    // that large; the current task's port is always valid.
-    let status = unsafe {
-        libc::task_info(
-            libc::mach_task_self(),
-            libc::MACH_TASK_BASIC_INFO,
+    let mut info = std::mem::MaybeUninit::<libc::proc_taskinfo>::zeroed();
+    let size = std::mem::size_of::<libc::proc_taskinfo>() as libc::c_int;
+    // SAFETY: proc_pidinfo writes at most `size` bytes into `info`, which
+    // is that large, and returns how many it wrote.
+    let written = unsafe {
+        libc::proc_pidinfo(
+            libc::getpid(),
+            libc::PROC_PIDTASKINFO,
+            0,
             info.as_mut_ptr().cast(),
-            &mut count,
+            size,
         )
     };
-    if status != libc::KERN_SUCCESS {
+    if written != size {
         return 0;
     }
-    // SAFETY: task_info succeeded, so `info` is filled in.
-    unsafe { info.assume_init() }.resident_size
+    // SAFETY: proc_pidinfo filled in the whole struct.
+    unsafe { info.assume_init() }.pti_resident_size
 }
 
 /// Elsewhere, the peak resident memory: it never falls, so a worker over

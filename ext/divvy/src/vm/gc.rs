@@ -1,6 +1,6 @@
 //! What divvy asks of Ruby's garbage collector: to hold still while raw
-//! references to Strings are in use, and to compact the heap before the
-//! first fork.
+//! references to Strings are in use, and to compact a large heap before
+//! the first fork.
 
 use magnus::{prelude::*, Error, Ruby, Value};
 use rb_sys::VALUE;
@@ -30,20 +30,33 @@ impl Drop for GcPause {
     }
 }
 
-/// Runs a full garbage collection and compacts the heap (where Ruby can)
-/// so that workers forked next share more of the master's memory
-/// copy-on-write. `DIVVY_COMPACT=0` skips it. Runs in the master, before
-/// the first fork.
+/// Heaps with fewer live objects than this are not compacted: the memory
+/// the workers could share more of is under a few megabytes, and the
+/// compaction (two full collections' worth of work) would be most of a
+/// short run's start-up.
+const COMPACT_FROM_LIVE_SLOTS: u64 = 100_000;
+
+/// Compacts the heap (a full garbage collection that also moves objects
+/// together, where Ruby can) so that workers forked next share more of the
+/// master's memory copy-on-write. Skipped for a heap of fewer than
+/// `COMPACT_FROM_LIVE_SLOTS` live objects, and when `DIVVY_COMPACT=0`.
+/// Runs in the master, before the first fork.
 ///
-/// Raises what `GC.start` or `GC.compact` raise.
+/// Raises what `GC.stat` or `GC.compact` raise.
 pub fn compact_heap(ruby: &Ruby) -> Result<(), Error> {
     if std::env::var_os("DIVVY_COMPACT").is_some_and(|value| value == "0") {
         return Ok(());
     }
     let gc = ruby.module_gc();
-    let _: Value = gc.funcall("start", ())?;
+    let live: u64 = gc.funcall("stat", (ruby.to_symbol("heap_live_slots"),))?;
+    if live < COMPACT_FROM_LIVE_SLOTS {
+        return Ok(());
+    }
+    // GC.compact runs a full collection itself: no GC.start before it.
     if gc.respond_to("compact", false)? {
         let _: Value = gc.funcall("compact", ())?;
+    } else {
+        let _: Value = gc.funcall("start", ())?;
     }
     Ok(())
 }

@@ -1,0 +1,36 @@
+# frozen_string_literal: true
+
+# Which operating-system layer the compiled extension uses: the Linux calls,
+# or their portable fallbacks (`rake compile PORTABLE=1`, what macOS runs).
+# CI runs the whole suite on both builds; this spec makes sure each run
+# tested the build it says, by a trace only the portable build leaves: the
+# thread a worker watches its master with (Linux has the kernel do that).
+RSpec.describe 'the operating-system layer under test' do
+  let(:portable) { ENV['PORTABLE'] == '1' }
+
+  it 'is the portable one under PORTABLE=1 and the Linux one otherwise' do
+    # The watch thread names itself once it runs: look for up to 2 seconds.
+    result = ruby_code(<<~RUBY)
+      require 'divvy'
+      names = Divvy.map([1], workers: 1) do
+        threads = []
+        20.times do
+          threads = Dir['/proc/self/task/*/comm'].map { |file| File.read(file).chomp }
+          break if threads.include?('divvy-parent-wa')
+
+          sleep 0.1
+        end
+        threads
+      end
+      puts names.first.sort
+    RUBY
+    expect(result.status).to be_success, result.stderr
+    threads = result.stdout.lines(chomp: true)
+    expect(threads).not_to be_empty
+    if portable
+      expect(threads).to include('divvy-parent-wa')
+    else
+      expect(threads).not_to include('divvy-parent-wa'), 'a portable build: run it as PORTABLE=1 rspec'
+    end
+  end
+end
