@@ -158,6 +158,41 @@ RSpec.describe Divvy::Master do
       end
     end
 
+    it 'refuses a second run at the same time, from another thread or a hook, and leaves the traps as they were' do
+      result = ruby_code(<<~'RUBY')
+        require 'divvy'
+        class Slow
+          include Divvy::Parallelizable
+          def dispatch = 10.times { |i| yield i }
+          def perform(_) = sleep(0.05)
+        end
+        class Nested
+          include Divvy::Parallelizable
+          def dispatch = yield(1)
+          def perform(_) = nil
+          def completed(*)
+            Divvy.map([1], workers: 1) { 2 }
+          rescue Divvy::Error => e
+            puts "in a hook: #{e.message}"
+          end
+        end
+        trap(:INT) { puts "the script's own INT trap" }
+        first = Thread.new { Divvy::Master.new(Slow.new, 2).run }
+        sleep 0.2
+        begin
+          Divvy::Master.new(Slow.new, 2).run
+        rescue Divvy::Error => e
+          puts "beside: #{e.message}"
+        end
+        first.join
+        Divvy::Master.new(Nested.new, 1).run
+        Process.kill(:INT, Process.pid)
+        sleep 0.3
+      RUBY
+      message = 'another Divvy::Master#run is under way in this process; divvy runs one at a time'
+      expect(result.stdout).to eq("beside: #{message}\nin a hook: #{message}\nthe script's own INT trap\n"), result.stderr
+    end
+
     it 'lets other Ruby threads run while it waits (the GVL is released)' do
       task = Class.new do
         include Divvy::Parallelizable

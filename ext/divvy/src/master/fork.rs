@@ -86,6 +86,7 @@ fn spawn(ruby: &Ruby, run: &mut Run, index: usize) -> Result<Forked, Error> {
         }
         Ok(None) => {
             watch.end_in_child();
+            super::OnlyRun::release_in_child();
             worker::run(ruby, setup)
         }
         Err(error) => return given_up(ruby, watch, error),

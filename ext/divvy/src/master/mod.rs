@@ -20,6 +20,7 @@ mod turn;
 pub mod view;
 mod wait;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use magnus::{Error, Ruby};
@@ -29,6 +30,7 @@ use divvy_core::engine::stop::Stop;
 pub use self::run::Setup;
 use self::run::{Run, RunCell};
 use self::traps::Traps;
+use crate::vm::errors::divvy_error;
 use crate::vm::gc::compact_heap;
 use crate::vm::stdio::say;
 use crate::vm::title;
@@ -43,6 +45,7 @@ use crate::vm::title;
 /// a signal stopped the run, and what `dispatch` or a hook raised (after the
 /// items in flight finished).
 pub fn run(ruby: &Ruby, setup: Setup) -> Result<(), Error> {
+    let _only = OnlyRun::claim(ruby)?;
     let started = Instant::now();
     let cell = RunCell::new(Run::new(ruby, setup)?);
     {
@@ -57,6 +60,42 @@ pub fn run(ruby: &Ruby, setup: Setup) -> Result<(), Error> {
         traps.restore(ruby).and(outcome)
     });
     conclude(ruby, &cell, started, outcome)
+}
+
+/// True while a run is under way in this process.
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// The one run a process may have at a time: signal traps, the wake pipe
+/// and the fork watch are the process's, so a second run at the same time
+/// (from another thread, or a hook) would take them from the first, and
+/// leave the process deaf to INT and TERM once both are done.
+struct OnlyRun(());
+
+impl OnlyRun {
+    /// Claims the process for a run.
+    ///
+    /// Raises `Divvy::Error` when another run is under way.
+    fn claim(ruby: &Ruby) -> Result<OnlyRun, Error> {
+        if RUNNING.swap(true, Ordering::SeqCst) {
+            return Err(divvy_error(
+                ruby,
+                "another Divvy::Master#run is under way in this process; divvy runs one at a time",
+            ));
+        }
+        Ok(OnlyRun(()))
+    }
+
+    /// Frees the claim in a freshly forked worker, which may run masters
+    /// of its own.
+    pub fn release_in_child() {
+        RUNNING.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for OnlyRun {
+    fn drop(&mut self) {
+        RUNNING.store(false, Ordering::SeqCst);
+    }
 }
 
 /// The run proper: the first worker, `dispatch` (the others start while it
