@@ -303,6 +303,46 @@ RSpec.describe 'reliability' do
       end
     end
 
+    it 'hands the failed hook the arguments as yielded when their dump does not load back' do
+      result = ruby_code(<<~RUBY)
+        require 'divvy'
+        class Fragile
+          def initialize(n) = @n = n
+          def marshal_dump = @n
+          def marshal_load(n) = raise("cannot load \#{n}")
+        end
+        class Task
+          include Divvy::Parallelizable
+          def dispatch = [1, 2].each { |i| yield Fragile.new(i), i }
+          def perform(_fragile, i) = i
+          def failed(error, fragile, i) = puts("\#{i} \#{fragile.class} \#{error.remote_message}")
+        end
+        Divvy::Master.new(Task.new, 1).run
+        begin
+          Divvy.map([Fragile.new(3)], workers: 1) { |fragile| fragile }
+        rescue Divvy::TaskError => e
+          puts "map: \#{e.remote_class}: \#{e.remote_message}"
+        end
+      RUBY
+      expect(result.stdout).to eq("1 Fragile cannot load 1\n2 Fragile cannot load 2\nmap: RuntimeError: cannot load 3\n"),
+                               result.stderr
+    end
+
+    it 'fails an item whose result cannot be loaded in the master, and goes on' do
+      result = run_task(<<~RUBY, master_args: '1, retries: 1')
+        class ::Unloadable
+          def marshal_dump = 0
+          def marshal_load(_) = (raise 'only workers load it' unless Divvy.worker)
+        end
+        def dispatch = 3.times { |i| yield i }
+        def perform(i) = (i == 1 ? Unloadable.new : i)
+        def completed(_result, i) = puts("completed \#{i}")
+      RUBY
+      expect(result.stdout.lines).to contain_exactly("completed 0\n", "completed 2\n", "[2, 1, 1]\n")
+      expect(result.stderr).to include('failed performing [1]: RuntimeError: the result of perform could not be ' \
+                                       'loaded in the master: only workers load it')
+    end
+
     it 'fails an item whose arity does not match perform, keeping the worker' do
       result = run_task(<<~RUBY, master_args: '1', after: 'p [m.items_performed, m.items_failed, m.spawn_count]')
         def dispatch; yield 1; yield 1, 2; yield 3; end

@@ -4,10 +4,10 @@
 use std::io;
 
 use super::item::Item;
-use super::report::Cause;
+use super::report::{Cause, Who};
 use super::worker::Answer;
 use super::{Action, Engine};
-use crate::wire::frame::Frame;
+use crate::wire::frame::{Failure, Frame};
 
 impl Engine {
     /// Reads what worker `index` has sent so far and settles each answer.
@@ -61,8 +61,11 @@ impl Engine {
             Ok(Answer::Performed(item)) => {
                 self.board.performed.add(1);
                 match result {
-                    Some(result) => actions.push(Action::Completed { item, result }),
-                    None => self.recycle(item.payload),
+                    Some(result) => {
+                        let who = self.pool.worker(index).who();
+                        actions.push(Action::Completed { who, item, result });
+                    }
+                    None => self.settled(item, actions),
                 }
             }
             Ok(Answer::Failed(item, failure)) => {
@@ -101,6 +104,19 @@ impl Engine {
         }
     }
 
+    /// Takes back the performed item whose result the master could not
+    /// load, and fails it (or tries it again) with `failure`.
+    pub fn reject_result(
+        &mut self,
+        who: Who,
+        item: Item,
+        failure: Failure,
+        actions: &mut Vec<Action>,
+    ) {
+        self.board.performed.sub(1);
+        self.fail_item(who, item, Cause::Raised(failure), actions);
+    }
+
     /// Puts items that were never started back at the head of the queue, in
     /// their order.
     pub(super) fn hand_back(&mut self, items: Vec<Item>) {
@@ -116,7 +132,6 @@ mod tests {
     use crate::engine::options::RunOptions;
     use crate::engine::tests::booted;
     use crate::engine::worker::tests::{at, item};
-    use crate::wire::frame::Failure;
 
     fn hold(engine: &mut Engine, index: usize, items: &[u64]) {
         for number in items {
@@ -135,6 +150,7 @@ mod tests {
         assert_eq!(
             actions,
             [Action::Completed {
+                who: engine.pool.worker(0).who(),
                 item: item(1),
                 result: vec![4, 8, b'0']
             }]
@@ -209,6 +225,25 @@ mod tests {
             !engine.wind_down().unwrap(),
             "done: the queue waits for nothing"
         );
+    }
+
+    #[test]
+    fn a_kept_item_settled_is_told_and_a_rejected_result_fails_its_item() {
+        let mut engine = booted(1, RunOptions::default());
+        let mut kept = item(3);
+        kept.kept = true;
+        engine.pool.worker_mut(0).assign(kept, at(0));
+        engine.pool.worker_mut(0).assign(item(4), at(0));
+        let mut actions = Vec::new();
+        engine.on_frame(0, Frame::Done, &mut actions);
+        engine.on_frame(0, Frame::Done, &mut actions);
+        assert_eq!(actions, [Action::Settled { index: 3 }], "only the kept one");
+        let who = engine.pool.worker(0).who();
+        actions.clear();
+        engine.reject_result(who, item(4), Failure::default(), &mut actions);
+        assert_eq!(engine.board.performed.get(), 1);
+        assert_eq!(engine.board.failed.get(), 1);
+        assert!(matches!(&actions[..], [Action::Failed { retry: None, .. }]));
     }
 
     #[test]

@@ -14,6 +14,10 @@ pub struct Item {
     pub payload: Payload,
     /// Which try this is: 1 for the first, 2 for the first retry.
     pub attempt: u32,
+    /// True when the master keeps the arguments `dispatch` yielded for this
+    /// item (its dump may not load back): the engine tells it when the
+    /// item settles.
+    pub kept: bool,
 }
 
 impl Item {
@@ -23,6 +27,7 @@ impl Item {
             index,
             payload,
             attempt: 1,
+            kept: false,
         }
     }
 }

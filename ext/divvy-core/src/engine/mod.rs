@@ -68,9 +68,16 @@ pub struct Retry {
 /// What the master is to do about something that happened.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
-    /// An item was performed and returned `result` (a Marshal dump): hand
-    /// it to the task's `completed` hook.
-    Completed { item: Item, result: Vec<u8> },
+    /// An item was performed on worker `who` and returned `result` (a
+    /// Marshal dump): hand it to the task's `completed` hook.
+    Completed {
+        who: Who,
+        item: Item,
+        result: Vec<u8>,
+    },
+    /// A kept item (see `Item::kept`) settled: the master may drop what it
+    /// kept for it.
+    Settled { index: u64 },
     /// An item failed on worker `who`: report it; with `retry`, it is
     /// already queued to be tried again; without, it finally failed and the
     /// task's `failed` hook gets it.

@@ -21,8 +21,17 @@ impl Engine {
         self.spare_buffers.pop().unwrap_or_default()
     }
 
+    /// Settles a performed item that needs nothing more: its buffer is kept
+    /// for a new item, and the master hears of a kept one.
+    pub(super) fn settled(&mut self, item: Item, actions: &mut Vec<Action>) {
+        if item.kept {
+            actions.push(Action::Settled { index: item.index });
+        }
+        self.recycle(item.payload);
+    }
+
     /// Keeps the buffer of a performed item's payload for a new item.
-    pub(super) fn recycle(&mut self, payload: Payload) {
+    fn recycle(&mut self, payload: Payload) {
         let buffer = payload.into_buffer();
         if self.spare_buffers.len() < SPARE_BUFFERS && buffer.capacity() <= SPARE_BUFFER_BYTES {
             self.spare_buffers.push(buffer);

@@ -20,6 +20,12 @@ impl Tally {
     pub fn add(&self, count: u64) {
         self.0.store(self.get() + count, Ordering::Relaxed);
     }
+
+    /// Takes back `count` added by mistake. Called by the run's thread only.
+    pub fn sub(&self, count: u64) {
+        self.0
+            .store(self.get().saturating_sub(count), Ordering::Relaxed);
+    }
 }
 
 /// A master's counters, kept across its runs, and its controls.

@@ -39,6 +39,9 @@ impl Engine {
             }
         } else {
             self.board.performed.add(departure.finished.len() as u64);
+            for item in departure.finished {
+                self.settled(item, actions);
+            }
         }
         let unexpected = !expected && !departure.timed_out && !exit.is_clean();
         match departure.performing {

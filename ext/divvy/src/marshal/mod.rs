@@ -27,9 +27,11 @@ pub const LARGE_STRING: usize = 64 * 1024;
 /// should the String be changed later), so what is sent is the item as it
 /// was yielded.
 ///
-/// Returns the payload; raises what `Marshal.dump` raises (`TypeError` for
-/// a Proc, an IO or a singleton).
-pub fn dump_args(ruby: &Ruby, args: &[Value], buffer: Vec<u8>) -> Result<Payload, Error> {
+/// Returns the payload, and whether it is a plain dump (which always loads
+/// back; one Ruby's Marshal wrote may not, when a `marshal_load` raises);
+/// raises what `Marshal.dump` raises (`TypeError` for a Proc, an IO or a
+/// singleton).
+pub fn dump_args(ruby: &Ruby, args: &[Value], buffer: Vec<u8>) -> Result<(Payload, bool), Error> {
     let mut out = Payload::from_buffer(buffer);
     let mut walk = walk::Walk::default();
     let mut described = walk.describe(ruby, args);
@@ -50,12 +52,12 @@ pub fn dump_args(ruby: &Ruby, args: &[Value], buffer: Vec<u8>) -> Result<Payload
     }
     if let Some(items) = described {
         dump_into(&Plain::Array(items), &mut out);
-        return Ok(out);
+        return Ok((out, true));
     }
     drop(gc_paused);
     let dumped = dump(ruby, ruby.ary_new_from_values(args).as_value())?;
     out.extend_from_slice(&dumped);
-    Ok(out)
+    Ok((out, false))
 }
 
 /// Dumps `value` with Ruby's Marshal.

@@ -58,9 +58,15 @@ fn on_item(ruby: &Ruby, cell: &RunCell, args: &[Value]) -> Result<Value, Error> 
         return Ok(ruby.qnil().as_value());
     }
     let buffer = run.engine.spare_buffer();
-    let payload = marshal::dump_args(ruby, args, buffer)
+    let (payload, plain) = marshal::dump_args(ruby, args, buffer)
         .map_err(|error| unmarshalable_item(ruby, args, &error))?;
     let mut item = run.engine.new_item(payload);
+    if !plain && run.keeps_args {
+        // Its dump may not load back (a `marshal_load` that raises): the
+        // hooks then get the arguments as yielded.
+        run.keep_args(item.index, ruby.ary_new_from_values(args))?;
+        item.kept = true;
+    }
     loop {
         let run = &mut *run;
         let unsent = run

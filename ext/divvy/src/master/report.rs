@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use magnus::{prelude::*, Error, Exception, KwArgs, RArray, Ruby, Value};
+use magnus::{prelude::*, Error, Exception, IntoValue, KwArgs, RArray, Ruby, Value};
 
 use divvy_core::engine::exit::{signal_name, Exit};
 use divvy_core::engine::item::Item;
@@ -16,7 +16,7 @@ use divvy_core::os;
 use super::run::Run;
 use super::traps;
 use crate::marshal;
-use crate::vm::errors::{class, Kind};
+use crate::vm::errors::{class, failure_of, Kind};
 use crate::vm::stdio::say;
 
 /// Does what the engine asked for, in order.
@@ -24,10 +24,23 @@ use crate::vm::stdio::say;
 /// Raises what `$stderr.write` or a hook raise; the actions after it are
 /// dropped (the run ends, and stops its workers).
 pub fn carry_out(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
+    // Carrying out an action may ask for more (a result that cannot be
+    // loaded fails its item): they are done in the same call.
+    while !run.actions.is_empty() {
+        carry_out_batch(ruby, run)?;
+    }
+    Ok(())
+}
+
+/// Does the actions asked for so far, in order.
+fn carry_out_batch(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
     for action in std::mem::take(&mut run.actions) {
         match action {
-            Action::Completed { item, result } => completed(ruby, run, &item, &result)?,
+            Action::Completed { who, item, result } => completed(ruby, run, who, item, &result)?,
             Action::Broke { item, value } => broke(ruby, run, &item, &value)?,
+            Action::Settled { index } => {
+                run.kept_args(index, true)?;
+            }
             Action::Failed {
                 who,
                 item,
@@ -60,20 +73,26 @@ fn send_signal(pid: i32, signal: i32) {
 }
 
 /// Hands the value an item returned to the task's `completed(result,
-/// *args)` hook, in the order items complete.
+/// *args)` hook, in the order items complete; a result that cannot be
+/// loaded fails the item instead (or has it tried again).
 ///
-/// Raises what loading the result or the hook raise.
-fn completed(ruby: &Ruby, run: &Run, item: &Item, result: &[u8]) -> Result<(), Error> {
-    let args = RArray::try_convert(marshal::load(ruby, &item.payload.to_bytes())?)?;
-    let hook_args = ruby.ary_new_capa(args.len() + 1);
-    hook_args.push(marshal::load(ruby, result)?)?;
-    hook_args.concat(args)?;
-    // SAFETY: `hook_args` stays on this stack, unchanged, for the call,
-    // which copies the arguments before any Ruby code runs.
-    let _: Value = run
-        .task()?
-        .funcall("completed", unsafe { hook_args.as_slice() })?;
-    Ok(())
+/// Raises what the hook raises.
+fn completed(ruby: &Ruby, run: &mut Run, who: Who, item: Item, result: &[u8]) -> Result<(), Error> {
+    let result = match marshal::load(ruby, result) {
+        Ok(result) => result,
+        Err(error) => {
+            let mut failure = failure_of(&error);
+            failure.message = format!(
+                "the result of perform could not be loaded in the master: {}",
+                failure.message
+            );
+            run.engine
+                .reject_result(who, item, failure, &mut run.actions);
+            return Ok(());
+        }
+    };
+    let args = args_of(ruby, run, &item, true)?.unwrap_or_else(|| ruby.ary_new());
+    call_hook(run.task()?, "completed", result, args)
 }
 
 /// Hands the value of the `Divvy::Break` an item raised (nil when it cannot
@@ -81,18 +100,42 @@ fn completed(ruby: &Ruby, run: &Run, item: &Item, result: &[u8]) -> Result<(), E
 ///
 /// Raises what the hook raises.
 fn broke(ruby: &Ruby, run: &Run, item: &Item, value: &[u8]) -> Result<(), Error> {
+    let args = args_of(ruby, run, item, true)?.unwrap_or_else(|| ruby.ary_new());
     let task = run.task()?;
     if !task.respond_to("broke", true)? {
         return Ok(());
     }
-    let args = RArray::try_convert(marshal::load(ruby, &item.payload.to_bytes())?)?;
-    let hook_args = ruby.ary_new_capa(args.len() + 1);
     let value = marshal::load(ruby, value).unwrap_or_else(|_| ruby.qnil().as_value());
-    hook_args.push(value)?;
+    call_hook(task, "broke", value, args)
+}
+
+/// The arguments of `item`: loaded from its dump, or, when that fails, those
+/// `dispatch` yielded, kept for it; with `release`, forgets the kept ones
+/// (the item settled).
+///
+/// Raises nothing in practice (the kept arguments' Hash is always there).
+fn args_of(ruby: &Ruby, run: &Run, item: &Item, release: bool) -> Result<Option<RArray>, Error> {
+    let loaded = marshal::load(ruby, &item.payload.to_bytes())
+        .ok()
+        .and_then(RArray::from_value);
+    if !item.kept {
+        return Ok(loaded);
+    }
+    let kept = run.kept_args(item.index, release)?;
+    Ok(loaded.or(kept))
+}
+
+/// Calls the task's hook `name` with `first` and then `args` splatted.
+///
+/// Raises what the hook raises.
+fn call_hook(task: Value, name: &str, first: impl IntoValue, args: RArray) -> Result<(), Error> {
+    let ruby = Ruby::get_with(task);
+    let hook_args = ruby.ary_new_capa(args.len() + 1);
+    hook_args.push(first)?;
     hook_args.concat(args)?;
     // SAFETY: `hook_args` stays on this stack, unchanged, for the call,
     // which copies the arguments before any Ruby code runs.
-    let _: Value = task.funcall("broke", unsafe { hook_args.as_slice() })?;
+    let _: Value = task.funcall(name, unsafe { hook_args.as_slice() })?;
     Ok(())
 }
 
@@ -109,9 +152,7 @@ fn failed(
     cause: &Cause,
     retry: Option<Retry>,
 ) -> Result<(), Error> {
-    let args = marshal::load(ruby, &item.payload.to_bytes())
-        .ok()
-        .and_then(RArray::from_value);
+    let args = args_of(ruby, run, item, retry.is_none())?;
     let described = args
         .map(|args| truncate(args.inspect()))
         .unwrap_or_else(|| format!("item #{}", item.index));
@@ -133,13 +174,7 @@ fn failed(
     }
     let args = args.unwrap_or_else(|| ruby.ary_new());
     let error = task_error(ruby, &message, who, item, cause, args)?;
-    let hook_args = ruby.ary_new_capa(args.len() + 1);
-    hook_args.push(error)?;
-    hook_args.concat(args)?;
-    // SAFETY: `hook_args` stays on this stack, unchanged, for the call,
-    // which copies the arguments before any Ruby code runs.
-    let _: Value = task.funcall("failed", unsafe { hook_args.as_slice() })?;
-    Ok(())
+    call_hook(task, "failed", error, args)
 }
 
 /// The report of a failure, with the exception's backtrace under `-v` or

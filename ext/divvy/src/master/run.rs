@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use magnus::{prelude::*, typed_data::Obj, value::BoxValue, Error, RArray, Ruby, Value};
+use magnus::{prelude::*, typed_data::Obj, value::BoxValue, Error, RArray, RHash, Ruby, Value};
 
 use divvy_core::engine::options::RunOptions;
 use divvy_core::engine::scoreboard::Scoreboard;
@@ -44,6 +44,7 @@ pub struct Setup {
 const ANCHOR_TASK: isize = 0;
 const ANCHOR_VIEWS: isize = 1;
 const ANCHOR_TAG: isize = 2;
+const ANCHOR_KEPT: isize = 3;
 
 /// One run's state.
 pub struct Run {
@@ -65,6 +66,10 @@ pub struct Run {
     pub master_pid: i32,
     /// Items `dispatch` yielded, this machine's shard or not.
     pub yielded: u64,
+    /// True when the task has a hook that gets an item's arguments
+    /// (`completed`, `failed`, `broke`): the arguments of an item whose dump
+    /// may not load back are then kept until it settles.
+    pub keeps_args: bool,
     /// INT and QUIT signals sent on to the workers so far.
     pub forwarded_interrupts: usize,
     /// The script's name, for process titles.
@@ -74,8 +79,8 @@ pub struct Run {
     /// When the title was last brought up to date.
     pub titled_at: Instant,
     /// Ruby objects the run uses, kept from the garbage collector, and from
-    /// compaction, for as long as the run lives: the task, the views, and
-    /// the tag `dispatch` is ended with.
+    /// compaction, for as long as the run lives: the task, the views, the
+    /// tag `dispatch` is ended with, and the arguments kept for items.
     anchor: BoxValue<RArray>,
 }
 
@@ -100,7 +105,13 @@ impl Run {
             ..setup.options
         };
         let tag: Value = ruby.class_object().new_instance(())?;
-        let anchor = ruby.ary_new_from_values(&[setup.task, setup.views.as_value(), tag]);
+        let kept = ruby.hash_new();
+        let anchor =
+            ruby.ary_new_from_values(&[setup.task, setup.views.as_value(), tag, kept.as_value()]);
+        let mut keeps_args = false;
+        for hook in ["completed", "failed", "broke"] {
+            keeps_args |= setup.task.respond_to(hook, true)?;
+        }
         Ok(Run {
             engine: Engine::new(options, Arc::clone(&setup.board), occupants),
             actions: Vec::new(),
@@ -111,6 +122,7 @@ impl Run {
             board: setup.board,
             master_pid: setup.master_pid,
             yielded: 0,
+            keeps_args,
             forwarded_interrupts: 0,
             script: title::script_name(ruby),
             total,
@@ -131,6 +143,27 @@ impl Run {
     /// Raises nothing in practice: the anchor always holds it.
     pub fn tag(&self) -> Result<Value, Error> {
         self.anchor.entry(ANCHOR_TAG)
+    }
+
+    /// Keeps `args`, the arguments `dispatch` yielded for the item at
+    /// `index`, until `kept_args` takes them.
+    ///
+    /// Raises nothing in practice: the anchor always holds the Hash.
+    pub fn keep_args(&self, index: u64, args: RArray) -> Result<(), Error> {
+        self.anchor.entry::<RHash>(ANCHOR_KEPT)?.aset(index, args)
+    }
+
+    /// The arguments kept for the item at `index`, if any; with `release`,
+    /// forgets them (the item settled).
+    ///
+    /// Raises nothing in practice: the anchor always holds the Hash.
+    pub fn kept_args(&self, index: u64, release: bool) -> Result<Option<RArray>, Error> {
+        let kept = self.anchor.entry::<RHash>(ANCHOR_KEPT)?;
+        if release {
+            kept.delete(index)
+        } else {
+            kept.lookup(index)
+        }
     }
 
     /// The master's `Divvy::Worker` views.
