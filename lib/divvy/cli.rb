@@ -58,7 +58,7 @@ module Divvy
 
       case error
       when UsageError, OptionParser::ParseError then report.failure(USAGE, "#{error.message}\n#{parser.banner}")
-      when Divvy::Master::Shutdown then report.failure(128 + (error.signo || 15), error.message)
+      when Divvy::Master::Shutdown then report.stopped(error)
       when Divvy::Error then report.failure(1, error.message)
       else raise error
       end

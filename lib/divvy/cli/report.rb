@@ -26,6 +26,19 @@ module Divvy
         status
       end
 
+      # Prints how a signal stopped the run, in one line; nothing for a
+      # closed standard output (SIGPIPE), as `head` expects of the commands
+      # it reads.
+      #
+      # @param error [Divvy::Master::Shutdown] what stopped it
+      # @return [Integer] the exit status: 128 + the signal's number
+      def stopped(error)
+        signo = error.signo || 15
+        return 128 + signo if signo == Signal.list.fetch('PIPE')
+
+        failure(128 + signo, error.message)
+      end
+
       # Prints that the task's hook `hook` raised `error`; then, unless the
       # run printed its own summary (under -v and after a failure), what
       # `master` did.

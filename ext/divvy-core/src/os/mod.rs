@@ -96,6 +96,41 @@ pub fn resident_bytes() -> u64 {
     imp::resident_bytes()
 }
 
+/// True when standard output is a pipe or a socket: a reader that goes
+/// away (`| head`) shows as an error condition on it.
+pub fn stdout_is_pipe() -> bool {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat fills in the stat it is given, or fails.
+    if unsafe { libc::fstat(1, stat.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: fstat succeeded, so `stat` is filled in.
+    let mode = unsafe { stat.assume_init() }.st_mode & libc::S_IFMT;
+    mode == libc::S_IFIFO || mode == libc::S_IFSOCK
+}
+
+/// Opens `/dev/null` on standard input, output or error where one is
+/// closed (`2>&-`), so that no pipe the master opens takes its number and
+/// receives what is written there.
+pub fn fill_standard_fds() {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only asks whether `fd` is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
+            continue;
+        }
+        // SAFETY: the path is a valid C string; open returns the lowest
+        // free descriptor, which is `fd` or lower (already filled).
+        let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        if null >= 0 && null != fd {
+            // SAFETY: puts /dev/null in place of the closed `fd`.
+            unsafe {
+                libc::dup2(null, fd);
+                libc::close(null);
+            }
+        }
+    }
+}
+
 /// Returns the system's page size in bytes.
 pub fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.

@@ -7,7 +7,7 @@
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use super::frame::Frame;
+use super::frame::{Failure, Frame};
 
 /// The longest an answer waits in the buffer.
 const MAX_DELAY: Duration = Duration::from_millis(2);
@@ -22,6 +22,11 @@ pub struct Answers {
     /// closed it and opened a file that took its number must not get the
     /// answers.
     identity: Option<(u64, u64)>,
+    /// The answers queued, oldest first.
+    frames: Vec<Frame>,
+    /// Their size once encoded.
+    bytes: usize,
+    /// Where they are encoded to be written.
     buffer: Vec<u8>,
     oldest: Option<Instant>,
 }
@@ -32,6 +37,8 @@ impl Answers {
         Answers {
             fd: -1,
             identity: None,
+            frames: Vec::new(),
+            bytes: 0,
             buffer: Vec::new(),
             oldest: None,
         }
@@ -47,10 +54,22 @@ impl Answers {
     ///
     /// Returns true when the queue is due to be written: it is large, or
     /// its oldest answer has waited long enough.
-    pub fn queue(&mut self, frame: &Frame) -> bool {
-        frame.encode_into(&mut self.buffer);
+    pub fn queue(&mut self, frame: Frame) -> bool {
+        self.bytes += frame.encoded_len();
+        self.frames.push(frame);
         let oldest = *self.oldest.get_or_insert_with(Instant::now);
-        self.buffer.len() >= MAX_BUFFERED || oldest.elapsed() >= MAX_DELAY
+        self.bytes >= MAX_BUFFERED || oldest.elapsed() >= MAX_DELAY
+    }
+
+    /// Turns every queued answer that says an item was performed into one
+    /// that says it failed with `failure`: their output could not be
+    /// written (a full disk), so they were not performed as asked.
+    pub fn fail_performed(&mut self, failure: &Failure) {
+        for frame in &mut self.frames {
+            if matches!(frame, Frame::Done | Frame::Result(_)) {
+                *frame = Frame::Failed(failure.clone());
+            }
+        }
     }
 
     /// Writes every queued answer, blocking until the pipe took them.
@@ -58,10 +77,14 @@ impl Answers {
     /// Returns false when the master is gone, or the pipe was closed or
     /// replaced.
     pub fn write(&mut self) -> bool {
+        self.buffer.clear();
+        for frame in self.frames.drain(..) {
+            frame.encode_into(&mut self.buffer);
+        }
         let written = self.identity.is_some()
             && identity(self.fd) == self.identity
             && write_all(self.fd, &self.buffer);
-        self.buffer.clear();
+        self.bytes = 0;
         self.oldest = None;
         written
     }
@@ -113,8 +136,8 @@ mod tests {
         let (rx, tx) = os::pipe().unwrap();
         let mut answers = Answers::new();
         answers.open(tx.as_raw_fd());
-        assert!(!answers.queue(&Frame::Done), "one small answer waits");
-        answers.queue(&Frame::Bye);
+        assert!(!answers.queue(Frame::Done), "one small answer waits");
+        answers.queue(Frame::Bye);
         assert!(answers.write());
         let mut buffer = [0u8; 64];
         let count = nix::unistd::read(&rx, &mut buffer).unwrap();
@@ -124,9 +147,35 @@ mod tests {
     }
 
     #[test]
+    fn fails_the_performed_answers_whose_output_was_lost() {
+        let (rx, tx) = os::pipe().unwrap();
+        let mut answers = Answers::new();
+        answers.open(tx.as_raw_fd());
+        answers.queue(Frame::Done);
+        answers.queue(Frame::Result(vec![1]));
+        let earlier = Failure {
+            class_name: "RuntimeError".into(),
+            ..Failure::default()
+        };
+        answers.queue(Frame::Failed(earlier.clone()));
+        let full = Failure {
+            class_name: "Errno::ENOSPC".into(),
+            ..Failure::default()
+        };
+        answers.fail_performed(&full);
+        assert!(answers.write());
+        let mut buffer = [0u8; 256];
+        let count = nix::unistd::read(&rx, &mut buffer).unwrap();
+        let mut expected = Frame::Failed(full.clone()).encode();
+        expected.extend(Frame::Failed(full).encode());
+        expected.extend(Frame::Failed(earlier).encode());
+        assert_eq!(&buffer[..count], expected.as_slice());
+    }
+
+    #[test]
     fn a_large_queue_is_due_at_once() {
         let mut answers = Answers::new();
-        assert!(answers.queue(&Frame::Result(vec![0; MAX_BUFFERED])));
+        assert!(answers.queue(Frame::Result(vec![0; MAX_BUFFERED])));
     }
 
     #[test]
@@ -139,7 +188,7 @@ mod tests {
         let null = std::fs::File::open("/dev/null").unwrap();
         // SAFETY: replaces this test's own descriptor `tx` in one step.
         assert!(unsafe { libc::dup2(null.as_raw_fd(), tx.as_raw_fd()) } >= 0);
-        answers.queue(&Frame::Done);
+        answers.queue(Frame::Done);
         assert!(!answers.write());
     }
 
@@ -149,7 +198,7 @@ mod tests {
         drop(rx);
         let mut answers = Answers::new();
         answers.open(tx.as_raw_fd());
-        answers.queue(&Frame::Done);
+        answers.queue(Frame::Done);
         // SAFETY: ignoring SIGPIPE (as Ruby does) only turns the write's
         // signal into the EPIPE error this test expects.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };

@@ -110,6 +110,18 @@ impl Frame {
         }
     }
 
+    /// Returns how many bytes `encode_into` appends for this frame.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN
+            + match self {
+                Frame::Item(payload) | Frame::Result(payload) | Frame::Broke(payload) => {
+                    payload.len()
+                }
+                Frame::Ready | Frame::Done | Frame::Bye => 0,
+                Frame::Failed(failure) => failure.encoded_len(),
+            }
+    }
+
     /// Returns this frame's bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -169,6 +181,11 @@ pub(crate) fn push_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
 }
 
 impl Failure {
+    fn encoded_len(&self) -> usize {
+        let lines: usize = self.backtrace.iter().map(|line| 4 + line.len()).sum();
+        4 + self.class_name.len() + 4 + self.message.len() + 4 + lines
+    }
+
     fn encode_into(&self, out: &mut Vec<u8>) {
         push_string(out, &self.class_name);
         push_string(out, &self.message);
@@ -258,6 +275,13 @@ pub(crate) mod tests {
             Frame::Item(vec![7, 8]).encode()[..HEADER_LEN]
         );
         assert_eq!(Frame::Bye.encode(), [KIND_BYE, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn knows_each_frame_s_length() {
+        for frame in sample_frames() {
+            assert_eq!(frame.encoded_len(), frame.encode().len(), "{frame:?}");
+        }
     }
 
     #[test]

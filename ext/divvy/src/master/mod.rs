@@ -145,15 +145,20 @@ fn conclude(
         return outcome;
     };
     run.engine.keep_spliced_bytes();
+    title::restore(ruby);
+    if run.stdout_closed {
+        // Stopped as `head` expects: quietly.
+        return outcome;
+    }
     let (done, failed) = run.board.settled();
     if let Some(line) = run
         .meter
         .as_mut()
         .and_then(|meter| meter.finish(done, failed))
     {
-        say(ruby, &line)?;
+        // The last progress line is no reason to fail a run.
+        let _ = say(ruby, &line);
     }
-    title::restore(ruby);
     if run.verbose || run.board.failures.get() > 0 {
         report::summarize(ruby, &run, started.elapsed())?;
     }

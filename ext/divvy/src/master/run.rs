@@ -72,6 +72,12 @@ pub struct Run {
     pub keeps_args: bool,
     /// INT and QUIT signals sent on to the workers so far.
     pub forwarded_interrupts: usize,
+    /// True when standard output is a pipe or socket, watched for a reader
+    /// that goes away.
+    pub watch_stdout: bool,
+    /// True once the reader of standard output went away: the run stops at
+    /// once, quietly, as `head` expects.
+    pub stdout_closed: bool,
     /// The script's name, for process titles.
     pub script: String,
     /// How many items the task says it has, for the title.
@@ -91,6 +97,7 @@ impl Run {
     ///
     /// Raises `Divvy::Error` when no pipe can be opened.
     pub fn new(ruby: &Ruby, setup: Setup) -> Result<Run, Error> {
+        divvy_core::os::fill_standard_fds();
         let wake = WakePipe::open().map_err(|err| os_error(ruby, "opening a pipe", err))?;
         let fork_watch = ForkWatch::start().map_err(|err| {
             divvy_error(
@@ -124,6 +131,8 @@ impl Run {
             yielded: 0,
             keeps_args,
             forwarded_interrupts: 0,
+            watch_stdout: divvy_core::os::stdout_is_pipe(),
+            stdout_closed: false,
             script: title::script_name(ruby),
             total,
             titled_at: Instant::now(),

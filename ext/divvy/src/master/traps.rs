@@ -48,6 +48,12 @@ pub fn take_resizes() -> (usize, usize) {
     )
 }
 
+/// Records `signo` as the signal that stopped the run, though none was
+/// received (a closed standard output counts as SIGPIPE).
+pub fn record(signo: i32) {
+    LAST_SIGNAL.store(usize::try_from(signo).unwrap_or(0), Ordering::SeqCst);
+}
+
 /// Returns the number of the last signal received since `install`, or 0.
 pub fn last_signal() -> i32 {
     LAST_SIGNAL.load(Ordering::SeqCst) as i32

@@ -115,7 +115,8 @@ fn show(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
         .as_mut()
         .and_then(|meter| meter.update(done, failed))
     {
-        say(ruby, &line)?;
+        // A progress line that cannot be written is no reason to stop.
+        let _ = say(ruby, &line);
     }
     if run.titled_at.elapsed() >= TITLE_INTERVAL {
         run.titled_at = Instant::now();

@@ -7,10 +7,12 @@ use std::time::Instant;
 
 use magnus::{Error, Ruby};
 
-use divvy_core::engine::Watched;
+use divvy_core::engine::stop::Stop;
+use divvy_core::engine::{Fatal, Watched};
 
 use super::run::Run;
 use super::turn::print_through;
+use super::{report, traps};
 use crate::vm::errors::os_error;
 use crate::vm::nogvl::without_gvl;
 use crate::vm::stdio::flush_all;
@@ -23,7 +25,13 @@ use crate::vm::stdio::flush_all;
 /// when a pipe fails, and what Ruby raises on an interrupt (a trap's
 /// exception).
 pub fn wait(ruby: &Ruby, run: &mut Run) -> Result<bool, Error> {
-    let mut fds = vec![pollfd(run.wake.read_fd().as_raw_fd())];
+    let mut fds = vec![pollfd(run.wake.read_fd().as_raw_fd(), libc::POLLIN)];
+    // Standard output is watched for errors only (no events asked): its
+    // reader going away shows as POLLERR.
+    let stdout = usize::from(run.watch_stdout);
+    if run.watch_stdout {
+        fds.push(pollfd(1, 0));
+    }
     let mut watched = Vec::new();
     run.engine
         .watch(&mut fds, &mut watched)
@@ -50,7 +58,10 @@ pub fn wait(ruby: &Ruby, run: &mut Run) -> Result<bool, Error> {
     if check_all || fds[0].revents != 0 {
         run.wake.drain();
     }
-    let ready: Vec<Watched> = fds[1..]
+    if stdout > 0 && fds[1].revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+        return Err(stdout_closed(ruby, run));
+    }
+    let ready: Vec<Watched> = fds[1 + stdout..]
         .iter()
         .zip(watched)
         .filter(|(pollfd, _)| pollfd.revents != 0)
@@ -68,10 +79,22 @@ pub fn wait(ruby: &Ruby, run: &mut Run) -> Result<bool, Error> {
     Ok(check_all)
 }
 
-fn pollfd(fd: RawFd) -> libc::pollfd {
+/// Stops the run at once because the reader of standard output went away
+/// (`| head`): what the workers print is lost from now on. Counts as a
+/// SIGPIPE, quietly.
+///
+/// Returns the `Shutdown` error to raise.
+fn stdout_closed(ruby: &Ruby, run: &mut Run) -> Error {
+    run.stdout_closed = true;
+    traps::record(libc::SIGPIPE);
+    run.engine.request_stop(Stop::Abort);
+    report::fatal_error(ruby, run, &Fatal::Abort)
+}
+
+fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
     libc::pollfd {
         fd,
-        events: libc::POLLIN,
+        events,
         revents: 0,
     }
 }

@@ -27,9 +27,23 @@ pub fn say(_ruby: &Ruby, line: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Flushes `$stdout` and `$stderr`, both even when the first fails: used
+/// where output that cannot be written matters (a worker's items).
+///
+/// Raises the first error a flush raised.
+pub fn flush_streams() -> Result<(), Error> {
+    let mut first = Ok(());
+    for stream in streams() {
+        if let Err(error) = stream.funcall::<_, _, Value>(*FLUSH, ()) {
+            first = first.and(Err(error));
+        }
+    }
+    first
+}
+
 /// Flushes `$stdout` and `$stderr`, ignoring errors: used before the master
-/// sleeps and before a worker sends answers or exits, where a closed stream
-/// is no reason to stop.
+/// sleeps and before a worker exits, where a closed stream is no reason to
+/// stop.
 pub fn flush_all() {
     for stream in streams() {
         let _ = stream.funcall::<_, _, Value>(*FLUSH, ());

@@ -64,7 +64,7 @@ pub fn boot(ruby: &Ruby, setup: &Setup<'_>) -> String {
     {
         report_and_leave(ruby, &format!("{label} failed in after_fork"), &error);
     }
-    if !answer::send(&Frame::Ready) {
+    if !answer::send(Frame::Ready) {
         leave(1);
     }
     leave::say_farewell_with(setup.task, setup.view, setup.number);

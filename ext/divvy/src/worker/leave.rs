@@ -127,7 +127,7 @@ fn on_interrupt(
 /// worker still holds were never started, runs the task's `before_exit`
 /// hook, then exits.
 fn say_bye_and_leave() -> ! {
-    answer::send(&Frame::Bye);
+    answer::send(Frame::Bye);
     farewell();
     leave(0)
 }

@@ -69,7 +69,7 @@ impl Performer {
                 // Counted before its answer is queued: should the worker
                 // die with the answer unsent, the master still knows.
                 counter.finish();
-                answer::queue(&answer)
+                answer::queue(answer)
             }
             Err(error) => {
                 if let Some(status) = exit_status(ruby, &error) {
@@ -82,7 +82,7 @@ impl Performer {
                 if let Some(value) = break_value(ruby, &error) {
                     // Sent at once: the master stops dispatching. Counted
                     // after, like a failure: never mistaken for a Done.
-                    let sent = answer::send(&Frame::Broke(value));
+                    let sent = answer::send(Frame::Broke(value));
                     counter.finish();
                     return sent;
                 }
@@ -94,7 +94,7 @@ impl Performer {
                 failure.backtrace.truncate(own);
                 // Sent before it is counted: a failure is never mistaken
                 // for a performed item.
-                let sent = answer::send(&Frame::Failed(failure));
+                let sent = answer::send(Frame::Failed(failure));
                 counter.finish();
                 sent
             }
