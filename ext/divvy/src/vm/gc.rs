@@ -12,7 +12,9 @@ pub struct GcPause {
 }
 
 impl GcPause {
-    /// Disables the GC until the pause is dropped.
+    /// Disables the GC until the pause is dropped. Ruby first finishes a
+    /// collection under way, which may move objects (`GC.auto_compact`):
+    /// raw references to movable objects are to be taken after this.
     pub fn start() -> GcPause {
         // SAFETY: rb_gc_disable only flips the GC's switch.
         let was_disabled =
