@@ -1,9 +1,18 @@
-//! What divvy asks of Ruby's garbage collector: to hold still while raw
-//! references to Strings are in use, and to compact a large heap before
-//! the first fork.
+//! What divvy asks of Ruby's garbage collector: to see the values that
+//! Rust keeps, to hold still while raw references to Strings are in use,
+//! and to compact a large heap before the first fork.
 
-use magnus::{prelude::*, Error, Ruby, Value};
+use magnus::{rb_sys::AsRawValue, value::ReprValue, Error, Ruby, Value};
 use rb_sys::VALUE;
+
+/// Keeps `value` where the GC looks for it (this thread's stack) up to
+/// here, as C's `RB_GC_GUARD` does: call it after a call that may allocate,
+/// and so collect, while the other copies of `value` were only where the
+/// GC does not look (a Rust struct on the heap, a `Vec`, a dead local).
+pub fn guard<T: ReprValue>(value: T) {
+    let raw = value.as_raw();
+    let _ = rb_sys::rb_gc_guard!(raw);
+}
 
 /// Keeps Ruby's GC from running while it lives (unless it was already
 /// disabled, which it leaves as it was).
