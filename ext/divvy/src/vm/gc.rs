@@ -2,7 +2,11 @@
 //! Rust keeps, to hold still while raw references to Strings are in use,
 //! and to compact a large heap before the first fork.
 
-use magnus::{rb_sys::AsRawValue, value::ReprValue, Error, Ruby, Value};
+use magnus::{
+    rb_sys::AsRawValue,
+    value::{BoxValue, ReprValue},
+    Error, Ruby, Value,
+};
 use rb_sys::VALUE;
 
 /// Keeps `value` where the GC looks for it (this thread's stack) up to
@@ -12,6 +16,16 @@ use rb_sys::VALUE;
 pub fn guard<T: ReprValue>(value: T) {
     let raw = value.as_raw();
     let _ = rb_sys::rb_gc_guard!(raw);
+}
+
+/// Returns `value` in a box registered with the GC, which keeps it alive
+/// and in place (pinned) for as long as the box lives. Registering
+/// allocates, so the GC may run before the box is registered: `value` is
+/// guarded until it is.
+pub fn register<T: ReprValue>(value: T) -> BoxValue<T> {
+    let boxed = BoxValue::new(value);
+    guard(value);
+    boxed
 }
 
 /// Keeps Ruby's GC from running while it lives (unless it was already
