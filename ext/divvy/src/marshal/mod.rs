@@ -39,11 +39,15 @@ pub fn dump_args(ruby: &Ruby, args: &[Value], buffer: Vec<u8>) -> Result<(Payloa
     if described.is_some() && !walk.unfrozen.is_empty() {
         // The Strings found are held here as raw VALUEs, which a compacting
         // GC could move, so the GC waits until the snapshots are made (and
-        // registered) and the dump written. Snapshots allocate, so the
-        // description is made again afterwards rather than trusted across
-        // them.
+        // registered) and the dump written. Pausing it first finishes a
+        // collection under way, which under `GC.auto_compact` moves objects
+        // (a String inside an Array is not pinned): so the Strings are found
+        // again once it is paused. Snapshots allocate, so the description
+        // is made again afterwards rather than trusted across them.
         drop(described);
         gc_paused = Some(GcPause::start());
+        walk = walk::Walk::default();
+        drop(walk.describe(ruby, args));
         for string in std::mem::take(&mut walk.unfrozen) {
             walk.snapshots.push((string, walk::snapshot(ruby, string)?));
         }

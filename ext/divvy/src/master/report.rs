@@ -16,6 +16,7 @@ use divvy_core::os;
 use super::run::Run;
 use super::traps;
 use crate::marshal;
+use crate::vm::call::apply;
 use crate::vm::errors::{class, failure_of, Kind};
 use crate::vm::stdio::say;
 
@@ -133,9 +134,7 @@ fn call_hook(task: Value, name: &str, first: impl IntoValue, args: RArray) -> Re
     let hook_args = ruby.ary_new_capa(args.len() + 1);
     hook_args.push(first)?;
     hook_args.concat(args)?;
-    // SAFETY: `hook_args` stays on this stack, unchanged, for the call,
-    // which copies the arguments before any Ruby code runs.
-    let _: Value = task.funcall(name, unsafe { hook_args.as_slice() })?;
+    apply(&ruby, task, name, hook_args)?;
     Ok(())
 }
 

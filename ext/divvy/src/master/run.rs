@@ -22,6 +22,7 @@ use super::fork_watch::ForkWatch;
 use super::meter::Meter;
 use super::view::WorkerView;
 use crate::vm::errors::{divvy_error, os_error};
+use crate::vm::gc::register;
 use crate::vm::title;
 
 /// What `Master#run` hands over to a run.
@@ -136,7 +137,7 @@ impl Run {
             script: title::script_name(ruby),
             total,
             titled_at: Instant::now(),
-            anchor: BoxValue::new(anchor),
+            anchor: register(anchor),
         })
     }
 

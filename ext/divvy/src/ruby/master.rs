@@ -18,6 +18,7 @@ use divvy_core::wire::wake;
 use super::arguments;
 use crate::master::{self, view::WorkerView};
 use crate::vm::errors::divvy_error;
+use crate::vm::gc::guard;
 
 /// A master process and its worker slots.
 #[derive(TypedData)]
@@ -72,7 +73,7 @@ impl Master {
         for number in 1..=arguments.worker_count {
             views.push(WorkerView::wrap(ruby, number, Arc::default()))?;
         }
-        Ok(ruby.obj_wrap(Master {
+        let master = ruby.obj_wrap(Master {
             task: task.into(),
             views: views.into(),
             options: arguments.options,
@@ -80,7 +81,11 @@ impl Master {
             master_pid: std::process::id() as i32,
             board: Arc::new(Scoreboard::new(arguments.worker_count)),
             running: Cell::new(false),
-        }))
+        });
+        // Until the Master object exists and marks them, the views were only
+        // in the struct it wraps, where the GC does not look.
+        guard(views);
+        Ok(master)
     }
 
     /// Master#run: forks the workers, calls the task's `dispatch` and sends

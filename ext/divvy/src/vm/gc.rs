@@ -1,9 +1,32 @@
-//! What divvy asks of Ruby's garbage collector: to hold still while raw
-//! references to Strings are in use, and to compact a large heap before
-//! the first fork.
+//! What divvy asks of Ruby's garbage collector: to see the values that
+//! Rust keeps, to hold still while raw references to Strings are in use,
+//! and to compact a large heap before the first fork.
 
-use magnus::{prelude::*, Error, Ruby, Value};
+use magnus::{
+    rb_sys::AsRawValue,
+    value::{BoxValue, ReprValue},
+    Error, Ruby, Value,
+};
 use rb_sys::VALUE;
+
+/// Keeps `value` where the GC looks for it (this thread's stack) up to
+/// here, as C's `RB_GC_GUARD` does: call it after a call that may allocate,
+/// and so collect, while the other copies of `value` were only where the
+/// GC does not look (a Rust struct on the heap, a `Vec`, a dead local).
+pub fn guard<T: ReprValue>(value: T) {
+    let raw = value.as_raw();
+    let _ = rb_sys::rb_gc_guard!(raw);
+}
+
+/// Returns `value` in a box registered with the GC, which keeps it alive
+/// and in place (pinned) for as long as the box lives. Registering
+/// allocates, so the GC may run before the box is registered: `value` is
+/// guarded until it is.
+pub fn register<T: ReprValue>(value: T) -> BoxValue<T> {
+    let boxed = BoxValue::new(value);
+    guard(value);
+    boxed
+}
 
 /// Keeps Ruby's GC from running while it lives (unless it was already
 /// disabled, which it leaves as it was).
@@ -12,7 +35,9 @@ pub struct GcPause {
 }
 
 impl GcPause {
-    /// Disables the GC until the pause is dropped.
+    /// Disables the GC until the pause is dropped. Ruby first finishes a
+    /// collection under way, which may move objects (`GC.auto_compact`):
+    /// raw references to movable objects are to be taken after this.
     pub fn start() -> GcPause {
         // SAFETY: rb_gc_disable only flips the GC's switch.
         let was_disabled =

@@ -3,11 +3,7 @@
 //! answer the master gets; or, when `perform` calls `exit`, the worker's
 //! exit with that status.
 
-use magnus::{
-    prelude::*,
-    rb_sys::{protect, AsRawValue, FromRawValue},
-    Error, RArray, Ruby, Value,
-};
+use magnus::{prelude::*, value::Id, Error, RArray, Ruby, Value};
 
 use divvy_core::wire::counter::Counter;
 use divvy_core::wire::frame::Frame;
@@ -18,6 +14,7 @@ use super::leave::leave;
 use super::receive::Received;
 use super::Setup;
 use crate::marshal;
+use crate::vm::call::apply;
 use crate::vm::errors::{class, failure_of, Kind};
 
 /// How this worker performs items: the task, its perform method and what
@@ -25,7 +22,7 @@ use crate::vm::errors::{class, failure_of, Kind};
 pub struct Performer {
     task: Value,
     method: &'static str,
-    method_id: rb_sys::ID,
+    method_id: Id,
     arity: Option<Arity>,
     /// Frames below this depth are the master's, inherited through fork:
     /// they are cut from the backtraces reported for failed items.
@@ -45,7 +42,7 @@ impl Performer {
         Performer {
             task: setup.task,
             method: setup.perform_method,
-            method_id: magnus::rb_sys::AsRawId::as_raw(ruby.intern(setup.perform_method)),
+            method_id: ruby.intern(setup.perform_method),
             arity: perform_arity(setup.task, setup.perform_method),
             inherited_frames,
             wants_results: setup.wants_results,
@@ -115,25 +112,10 @@ impl Performer {
             Received::Read(dump) => marshal::load_args_from(ruby, dump)?,
         };
         self.check_arity(ruby, args.len())?;
-        let task = self.task.as_raw();
-        let method = self.method_id;
-        let returned = protect(|| {
-            // SAFETY: `args` stays on this stack frame, so its elements are
-            // live for the call; a Ruby exception is caught by `protect`.
-            unsafe {
-                rb_sys::rb_funcallv(
-                    task,
-                    method,
-                    args.len() as std::os::raw::c_int,
-                    rb_sys::RARRAY_CONST_PTR(args.as_raw()),
-                )
-            }
-        })?;
+        let value = apply(ruby, self.task, self.method_id, args)?;
         if !self.wants_results {
             return Ok(Frame::Done);
         }
-        // SAFETY: `returned` is the live value perform just returned.
-        let value = unsafe { Value::from_raw(returned) };
         match marshal::dump(ruby, value) {
             Ok(bytes) => Ok(Frame::Result(bytes)),
             Err(error) => {
