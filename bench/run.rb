@@ -7,18 +7,22 @@
 #   ruby bench/run.rb [REPETITIONS [ROW...]]      (rake bench)
 #
 # ROW names rows to run instead of all of them (see ROWS; a name also
-# stands for every row named after it and `_`); a run of some rows prints
-# its table and leaves bench/RESULTS.md as it is.
+# stands for every row named after it and `_`, so `map` runs the map_
+# rows); a run of some rows prints its table and leaves bench/RESULTS.md
+# as it is.
 
 require 'etc'
 require 'json'
 require 'open3'
 require 'rbconfig'
 require_relative 'startup'
+require_relative '../lib/divvy/processors'
 
 BENCH = __dir__
 RUNNERS = %w[divvy parallel ruby_pool].freeze
 REPETITIONS = Integer(ARGV.fetch(0, 5))
+# What the pure-Ruby pool column shows for the map rows: the pool gathers no results.
+NO_POOL = '-'
 
 # Runs one workload once with one runner; returns its measurements.
 def measure(runner, workload, *args)
@@ -110,6 +114,42 @@ ROWS = {
     ['memory: master peak RSS, 500,000 items (MB)', rss.values_at(*RUNNERS).map { |v| fmt(v, 1) },
      "5,000,000 items: #{fmt(large[:peak_rss_kb] / 1024.0, 1)} MB (#{fmt(growth, 2)}x)",
      "flat and no worse: #{target(growth <= 1.25 && rss['divvy'] <= rss['parallel'])}"]
+  end,
+  'map_tiny' => lambda do
+    rate = compare('map_tiny', runners: %w[divvy parallel divvy_task]).transform_values do |result|
+      200_000 / result[:seconds]
+    end
+    task_share = rate['divvy'] / rate['divvy_task']
+    ratio = rate['divvy'] / rate['parallel']
+    ['map tiny: `i * 2` over 200,000 items, 2 workers (items/s)',
+     [fmt(rate['divvy'], 0), fmt(rate['parallel'], 0), NO_POOL],
+     "#{fmt(task_share, 2)}x the task path (#{fmt(rate['divvy_task'], 0)}/s); #{fmt(ratio, 1)}x parallel",
+     ">= 0.75x the task path: #{target(task_share >= 0.75)}; >= 15x parallel: #{target(ratio >= 15)}"]
+  end,
+  'map_strings' => lambda do
+    rate = compare('map_strings', runners: %w[divvy parallel]).transform_values { |result| 200_000 / result[:seconds] }
+    ratio = rate['divvy'] / rate['parallel']
+    ["map short strings: `\"item-\#{i}\" * 10` over 200,000 items, 2 workers (items/s)",
+     [fmt(rate['divvy'], 0), fmt(rate['parallel'], 0), NO_POOL],
+     "#{fmt(ratio, 1)}x parallel", ">= 10x parallel: #{target(ratio >= 10)}"]
+  end,
+  'map_large' => lambda do
+    rate = compare('map_large', runners: %w[divvy parallel]).transform_values { |result| 300 / result[:seconds] }
+    ratio = rate['divvy'] / rate['parallel']
+    ['map large: 300 results of 1 MB, 2 workers (MB/s)', [fmt(rate['divvy'], 0), fmt(rate['parallel'], 0), NO_POOL],
+     "#{fmt(ratio, 2)}x parallel", ">= 2x parallel: #{target(ratio >= 2)}"]
+  end,
+  'map_cpu' => lambda do
+    runners = %w[divvy parallel serial split]
+    rate = compare('map_cpu', runners: runners).transform_values { |result| 6_000 / result[:seconds] }
+    speedup = rate.transform_values { |value| value / rate['serial'] }
+    ideal = [2, Divvy.processors].min
+    ['map CPU-bound: 6,000 items of 200 SHA-256 rounds, 2 workers (items/s)',
+     [fmt(rate['divvy'], 0), fmt(rate['parallel'], 0), NO_POOL],
+     "#{fmt(speedup['divvy'], 2)}x a serial loop (#{fmt(rate['serial'], 0)}/s; parallel " \
+     "#{fmt(speedup['parallel'], 2)}x; 2 forks sharing the items, nothing sent back: " \
+     "#{fmt(speedup['split'], 2)}x); ideal #{ideal}x: 2 workers, Divvy.processors #{Divvy.processors}",
+     "within 5% of the ideal (>= #{fmt(ideal * 0.95, 2)}x): #{target(speedup['divvy'] >= ideal * 0.95)}"]
   end
 }.freeze
 
@@ -123,7 +163,7 @@ def selected_rows(arguments)
     [argument, ROWS.keys.select { |name| name == argument || name.start_with?("#{argument}_") }]
   end
   unknown = selected.select { |_, names| names.empty? }.keys
-  abort "bench/run.rb: no row #{unknown.join(', ')}; rows: #{ROWS.keys.join(' ')}" unless unknown.empty?
+  abort "bench/run.rb: no row #{unknown.join(', ')}; rows: #{ROWS.keys.join(' ')}, map" unless unknown.empty?
   ROWS.keys & selected.values.flatten
 end
 
@@ -152,6 +192,18 @@ report = <<~MARKDOWN
   `Marshal.load(Marshal.dump(item))` round trip, as a yardstick. The
   start-up row times whole commands from spawn to exit instead,
   #{REPETITIONS * 6} rounds (`bench/startup.rb` says which).
+
+  The map rows run `Divvy.map(0...n, workers: 2) { ... }` against
+  `Parallel.map(0...n, in_processes: 2) { ... }` (the pure-Ruby pool gathers
+  no results: `#{NO_POOL}`), and each run checks every result against the
+  block's own after the clock stops. The tiny map row also runs the task
+  path: a task class whose `dispatch` yields the same Range and whose
+  `perform` runs the block, with no `completed` hook, so no result crosses
+  the pipes. The CPU-bound row also runs the block in a serial loop in one
+  process, and in 2 forked processes that share the items out and send
+  nothing back, which shows what the shared machine allowed at that time;
+  its ideal speed-up is the number of workers or of CPUs
+  (`Divvy.processors`), whichever is smaller.
 
   Machine: #{machine}.
 
