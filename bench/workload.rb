@@ -4,10 +4,20 @@
 # as JSON: `ruby bench/workload.rb RUNNER WORKLOAD [ITEMS]` (ITEMS only for
 # the memory workload).
 #
-# RUNNER is divvy, parallel (the parallel gem), ruby_pool (bench/ruby_pool.rb)
-# or marshal: no workers, one process making each item's Marshal round trip
+# For the workloads without results (WORKLOADS), RUNNER is divvy (a task
+# class), parallel (the parallel gem), ruby_pool (bench/ruby_pool.rb) or
+# marshal: no workers, one process making each item's Marshal round trip
 # itself (the yardstick of the tiny workload).
+#
+# For the map workloads (MAPS), RUNNER is divvy (Divvy.map), parallel
+# (Parallel.map), divvy_task (the task path: a task class whose perform runs
+# the block, with no results), serial (the block in a loop in this process)
+# or split (the items shared out between forked processes that send nothing
+# back: what the machine allows at best). The results of divvy and parallel
+# are checked against the block's own after the clock stops; a wrong one
+# fails the run.
 
+require 'digest'
 require 'json'
 
 runner, workload, count = ARGV
@@ -42,9 +52,19 @@ WORKLOADS = {
   'memory' => { workers: 2, items: -> { counter(Integer(count)) }, perform: ->(_) {} }
 }.freeze
 
-spec = WORKLOADS.fetch(workload)
-perform = spec[:perform]
-items = spec[:items].call
+# How many SHA-256 rounds each item of the map_cpu workload makes.
+SHA_ROUNDS = 200
+
+# Each map workload: how many workers, how many items (0...items, given as
+# that Range to every runner, as a user would) and the block mapped over them.
+MAPS = {
+  'map_tiny' => { workers: 2, items: 200_000, block: ->(i) { i * 2 } },
+  'map_strings' => { workers: 2, items: 200_000, block: ->(i) { "item-#{i}" * 10 } },
+  # Each result starts with its position, so one landing at the wrong place is seen.
+  'map_large' => { workers: 2, items: 300, block: ->(i) { i.to_s.ljust(MEGABYTE.bytesize, 'x') } },
+  'map_cpu' => { workers: 2, items: 6_000,
+                 block: ->(i) { SHA_ROUNDS.times.reduce(i.to_s) { |digest, _| Digest::SHA256.digest(digest) } } }
+}.freeze
 
 # A divvy task over the workload's items.
 class BenchTask
@@ -66,24 +86,89 @@ class BenchTask
   end
 end
 
+# The task path of a map workload: a task class that yields the same Range
+# Divvy.map is given and runs the block in perform, with no completed hook,
+# so no result crosses the pipes.
+class RangeTask
+  include Divvy::Parallelizable
+
+  def initialize(range, block)
+    @range = range
+    @block = block
+  end
+
+  def dispatch
+    @range.each { |i| yield i }
+  end
+
+  def perform(item)
+    @block.call(item)
+  end
+end
+
+# How each runner performs the items of a workload without results.
+ITEM_RUNNERS = {
+  'divvy' => ->(spec, items, perform) { Divvy::Master.new(BenchTask.new(items, perform), spec[:workers]).run },
+  # The parallel gem streams from a lambda that returns Parallel::Stop at the end.
+  'parallel' => lambda do |spec, items, perform|
+    Parallel.each(-> { items.call || Parallel::Stop }, in_processes: spec[:workers]) { |item| perform.call(item) }
+  end,
+  'ruby_pool' => ->(spec, items, perform) { RubyPool.new(spec[:workers]) { |item| perform.call(item) }.run(items) },
+  'marshal' => lambda do |_spec, items, perform|
+    while (item = items.call)
+      perform.call(Marshal.load(Marshal.dump(item)))
+    end
+  end
+}.freeze
+
+# How each runner maps the block of a map workload over its Range; each
+# returns the results (the task path none: nil).
+MAP_RUNNERS = {
+  'divvy' => ->(spec, range) { Divvy.map(range, workers: spec[:workers], &spec[:block]) },
+  'parallel' => ->(spec, range) { Parallel.map(range, in_processes: spec[:workers], &spec[:block]) },
+  'divvy_task' => ->(spec, range) { Divvy::Master.new(RangeTask.new(range, spec[:block]), spec[:workers]).run },
+  'serial' => ->(spec, range) { range.map(&spec[:block]) },
+  # What the machine allows at best: the items split between forked
+  # processes that loop over their share and send nothing back.
+  'split' => lambda do |spec, range|
+    pids = Array.new(spec[:workers]) do |share|
+      fork do
+        range.each { |i| spec[:block].call(i) if i % spec[:workers] == share }
+        exit!(0)
+      end
+    end
+    pids.each { |pid| Process.wait(pid) }
+    nil
+  end
+}.freeze
+
+# Fails the run, naming the first wrong result, unless `results` are the
+# block's own for every item of the map workload, in order.
+def check(results, spec, name)
+  unless results.is_a?(Array) && results.size == spec[:items]
+    abort "#{name}: #{spec[:items]} results expected, got #{results.is_a?(Array) ? results.size : results.class}"
+  end
+  results.each_with_index do |result, i|
+    next if result == spec[:block].call(i)
+
+    abort "#{name}: wrong result for item #{i}: #{result.inspect[0, 60]}"
+  end
+end
+
+mapping = MAPS[workload]
+if mapping
+  run = MAP_RUNNERS.fetch(runner) { abort "unknown runner #{runner} for a map workload" }
+  arguments = [mapping, 0...mapping[:items]]
+else
+  spec = WORKLOADS.fetch(workload) { abort "unknown workload #{workload}" }
+  run = ITEM_RUNNERS.fetch(runner) { abort "unknown runner #{runner}" }
+  arguments = [spec, spec[:items].call, spec[:perform]]
+end
+
 GC.start
 started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-case runner
-when 'divvy'
-  Divvy::Master.new(BenchTask.new(items, perform), spec[:workers]).run
-when 'parallel'
-  # The parallel gem streams from a lambda that returns Parallel::Stop at the end.
-  source = -> { items.call || Parallel::Stop }
-  Parallel.each(source, in_processes: spec[:workers]) { |item| perform.call(item) }
-when 'ruby_pool'
-  RubyPool.new(spec[:workers]) { |item| perform.call(item) }.run(items)
-when 'marshal'
-  while (item = items.call)
-    perform.call(Marshal.load(Marshal.dump(item)))
-  end
-else
-  abort "unknown runner #{runner}"
-end
+results = run.call(*arguments)
 seconds = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
 peak_rss_kb = File.read('/proc/self/status')[/VmHWM:\s+(\d+)/, 1].to_i
+check(results, mapping, "#{runner} #{workload}") if mapping && %w[divvy parallel].include?(runner)
 puts JSON.generate(seconds: seconds, peak_rss_kb: peak_rss_kb)
