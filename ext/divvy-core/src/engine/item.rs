@@ -7,8 +7,8 @@ use crate::wire::payload::Payload;
 /// a worker's death or a retry can send it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
-    /// Zero-based position of the item among those this master sent, in
-    /// the order `dispatch` yielded them.
+    /// Zero-based position of the item among all those `dispatch` yielded
+    /// (other shards' too), its dispatch index.
     pub index: u64,
     /// The Marshal dump of the argument array.
     pub payload: Payload,

@@ -122,8 +122,6 @@ pub struct Engine {
     spare_buffers: Vec<Vec<u8>>,
     /// When every live worker was last checked for an exit.
     last_full_reap: Instant,
-    /// The index the next new item gets.
-    next_index: u64,
     /// Process groups of reaped workers that still have processes (what a
     /// `perform` started and left behind): sent TERM, and due for KILL at
     /// the instant beside each.
@@ -155,7 +153,6 @@ impl Engine {
             dispatch_done: false,
             spare_buffers: Vec::new(),
             last_full_reap: Instant::now(),
-            next_index: 0,
             lingering: Vec::new(),
             fork_blocked_until: None,
             broke: false,

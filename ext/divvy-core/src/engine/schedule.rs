@@ -38,12 +38,6 @@ impl Engine {
         }
     }
 
-    /// Returns a new item carrying `payload`, with the next index.
-    pub fn new_item(&mut self, payload: Payload) -> Item {
-        self.next_index += 1;
-        Item::new(self.next_index - 1, payload)
-    }
-
     /// Sends an item `dispatch` yielded to the least loaded ready worker and
     /// counts it as sent.
     ///
@@ -178,17 +172,10 @@ mod tests {
     use crate::engine::worker::tests::at;
 
     #[test]
-    fn new_items_are_numbered_in_dispatch_order() {
-        let mut engine = engine(1, RunOptions::default());
-        assert_eq!(engine.new_item(Payload::default()).index, 0);
-        assert_eq!(engine.new_item(Payload::default()).index, 1);
-    }
-
-    #[test]
     fn a_new_item_waits_until_a_worker_is_ready() {
         let mut engine = engine(2, RunOptions::default());
         let mut actions = Vec::new();
-        let item = engine.new_item(Payload::from(vec![1]));
+        let item = Item::new(0, Payload::from(vec![1]));
         let back = engine.dispatch(item, at(0), &mut actions).unwrap();
         assert!(back.is_some(), "no worker booted");
         assert_eq!(engine.board.sent.get(), 0);
@@ -210,7 +197,7 @@ mod tests {
         };
         let mut engine = booted(2, options);
         let mut actions = Vec::new();
-        let item = engine.new_item(Payload::default());
+        let item = Item::new(0, Payload::default());
         engine.dispatch(item, at(0), &mut actions).unwrap();
         assert_eq!(
             actions,
@@ -229,7 +216,7 @@ mod tests {
     fn queued_items_wait_while_the_run_stops() {
         let mut engine = booted(1, RunOptions::default());
         let mut actions = Vec::new();
-        let item = engine.new_item(Payload::default());
+        let item = Item::new(0, Payload::default());
         engine.queue.push_back(item);
         engine.request_stop(Stop::Drain);
         engine.send_queued(at(0), &mut actions).unwrap();

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use magnus::{prelude::*, Error, Ruby, Value};
 
+use divvy_core::engine::item::Item;
 use divvy_core::engine::report::truncate;
 use divvy_core::engine::stop::Stop;
 
@@ -60,7 +61,7 @@ fn on_item(ruby: &Ruby, cell: &RunCell, args: &[Value]) -> Result<Value, Error> 
     let buffer = run.engine.spare_buffer();
     let (payload, plain) = marshal::dump_args(ruby, args, buffer)
         .map_err(|error| unmarshalable_item(ruby, args, &error))?;
-    let mut item = run.engine.new_item(payload);
+    let mut item = Item::new(position, payload);
     if !plain && run.keeps_args {
         // Its dump may not load back (a `marshal_load` that raises): the
         // hooks then get the arguments as yielded.
