@@ -77,12 +77,12 @@ RSpec.describe 'Divvy.map and Divvy.each' do
       end
     end
 
-    it 'reports a failed item as its position followed by the values' do
+    it 'reports a failed item as the values each yielded' do
       result = ruby_code(<<~RUBY)
         require 'divvy'
         Divvy.map(%w[a b c].each_with_index, workers: 1) { |x, i| raise ArgumentError, 'no b' if x == 'b'; i }
       RUBY
-      expect(result.stderr).to include('failed performing [1, "b", 1]: ArgumentError: no b')
+      expect(result.stderr).to include('failed performing ["b", 1]: ArgumentError: no b')
     end
   end
 

@@ -8,10 +8,9 @@ module Divvy
   # Runs in the master; the block runs in the workers, with the locals it
   # captured (the workers are forks).
   #
-  # An item is the item's position in the enumerable followed by what `each`
-  # yielded for it: `[3, "x"]` for `yield "x"`, `[3, "x", 7]` for
-  # `yield "x", 7`. The block gets what `each` yielded, as a block given to
-  # `each` would.
+  # An item is what `each` yielded: `["x"]` for `yield "x"`, `["x", 7]` for
+  # `yield "x", 7`; the _with_index forms put the item's position first.
+  # The block gets what `each` yielded, as a block given to `each` would.
   class Each
     include Parallelizable
 
@@ -58,26 +57,30 @@ module Divvy
       @enumerable.size if @enumerable.respond_to?(:size)
     end
 
-    # Yields each item: its position, then what `each` yielded. Runs in the
-    # master. Only #each is called, so any object with #each will do.
+    # Yields each item: what `each` yielded, after its position for the
+    # _with_index forms. Runs in the master. Only #each is called, so any
+    # object with #each will do.
     #
-    # @yieldparam position [Integer] the item's position in the enumerable
-    # @yieldparam values [Array<Object>] what `each` yielded
+    # @yieldparam values [Array<Object>] the item's position (_with_index
+    #   forms only), then what `each` yielded
     # @return [void]
-    def dispatch
+    def dispatch(&)
+      return @enumerable.each(&) unless @with_index
+
       position = -1
       @enumerable.each { |*values| yield position += 1, *values }
     end
 
     # Calls the block on one item. Runs in a worker.
     #
-    # @param position [Integer] the item's position
-    # @param values [Array<Object>] what `each` yielded for it
+    # @param values [Array<Object>] what `each` yielded for it, after its
+    #   position for the _with_index forms
     # @return [Object] the block's result
-    def perform(position, *values)
+    def perform(*values)
       return @block.call(*values) unless @with_index
 
       # Like Enumerable#each_with_index: several values arrive as one Array.
+      position, *values = values
       @block.call(values.size > 1 ? values : values.first, position)
     end
 
@@ -135,6 +138,11 @@ module Divvy
       nil
     end
 
+    # @return [Hash] the keywords this task needs of `Divvy::Master.new`
+    def master_options
+      {}
+    end
+
     # The arity of a callable: a Proc's or Method's own, or its #call's.
     #
     # @param callable [#call]
@@ -165,7 +173,8 @@ module Divvy
   end
 
   # Divvy.each's task with results: each item's result comes back to the
-  # master and lands at the item's position.
+  # master, which stores it at the item's position (its dispatch index)
+  # without calling Ruby for it.
   class Map < Each
     # @return [Array] the results gathered, at their items' positions; nil
     #   at the positions of items not performed
@@ -179,24 +188,9 @@ module Divvy
       @results = []
     end
 
-    # Stores one item's result at its position. Runs in the master.
-    #
-    # @param result [Object] what the block returned
-    # @param position [Integer] the item's position
-    # @return [void]
-    def completed(result, position, *_values)
-      @results[position] = result
-    end
-
-    # Keeps the first Break's value, and the position of the item that
-    # raised it (nil) among the results. Runs in the master.
-    #
-    # @param value [Object] the Break's value
-    # @param position [Integer] the item's position
-    # @return [void]
-    def broke(value, position, *_values)
-      @results[position] = nil if position >= @results.size
-      super
+    # @return [Hash] `results:`, the Array the master stores results in
+    def master_options
+      { results: @results }
     end
 
     # What Divvy.map returns once the run is over. Runs in the master.
@@ -304,7 +298,7 @@ module Divvy
     # returns the task's outcome.
     def run(task, workers: Divvy.processors, verbose: false, **options)
       task.hooks = options.slice(*HOOKS)
-      master = Master.new(task, workers, verbose, **options.except(*HOOKS))
+      master = Master.new(task, workers, verbose, **options.except(*HOOKS), **task.master_options)
       task.master = master
       master.run
       task.outcome

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crate::wire::payload::Frozen;
 
 pub use dump::dump_into;
-pub use parse::parse;
+pub use parse::{parse, parse_value};
 
 /// The Marshal format version, major and minor.
 const HEADER: [u8; 2] = [4, 8];
@@ -76,7 +76,7 @@ pub enum Parsed {
 /// A plain dump read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedDump {
-    /// The dumped Array.
+    /// The dumped value.
     pub value: Parsed,
     /// The bytes of the String whose record ends the dump, if one does:
     /// nothing but its encoding follows them.

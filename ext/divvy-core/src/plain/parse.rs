@@ -4,10 +4,16 @@ use std::ops::Range;
 
 use super::{Encoding, Parsed, ParsedDump, HEADER};
 
-/// Reads a dump of an Array of plain values, as `dump_into` writes them.
-/// Returns `None` for anything else, malformed input included, which
-/// Ruby's Marshal then loads (or rejects).
+/// Reads a dump of an Array of plain values, as `dump_into` writes them
+/// for an item's arguments. Returns `None` for anything else, malformed
+/// input included, which Ruby's Marshal then loads (or rejects).
 pub fn parse(bytes: &[u8]) -> Option<ParsedDump> {
+    parse_value(bytes).filter(|parsed| matches!(parsed.value, Parsed::Array(_)))
+}
+
+/// Reads a dump of one plain value, as `dump_into` writes it for a result.
+/// Returns `None` for anything else, malformed input included.
+pub fn parse_value(bytes: &[u8]) -> Option<ParsedDump> {
     let mut reader = Reader {
         bytes,
         at: 0,
@@ -18,7 +24,7 @@ pub fn parse(bytes: &[u8]) -> Option<ParsedDump> {
         return None;
     }
     let value = reader.value(0)?;
-    if !matches!(value, Parsed::Array(_)) || reader.at != bytes.len() {
+    if reader.at != bytes.len() {
         return None;
     }
     let last_string = reader
@@ -245,6 +251,20 @@ mod tests {
         assert_eq!(parsed.last_string, None);
         let (bytes, parsed) = round_trip(Plain::Array(vec![Plain::Str(b"blob", Encoding::Binary)]));
         assert_eq!(parsed.last_string, Some(bytes.len() - 4..bytes.len()));
+    }
+
+    #[test]
+    fn reads_a_value_that_is_not_an_array_as_a_result() {
+        assert_eq!(
+            parse_value(&[4, 8, b'i', 6]).map(|parsed| parsed.value),
+            Some(Parsed::Int(1))
+        );
+        let bytes = dump(Plain::Str(b"done", Encoding::Utf8));
+        let parsed = parse_value(&bytes).expect("a plain String parses");
+        assert_eq!(parsed.value, Parsed::Str(5..9, Encoding::Utf8));
+        assert_eq!(parse(&bytes), None, "an item is always an Array");
+        assert_eq!(parse_value(&[4, 8, b'0', b'0']), None, "trailing bytes");
+        assert_eq!(parse_value(&[4, 8, b'f', 6]), None, "a Float");
     }
 
     #[test]

@@ -6,13 +6,15 @@
 mod build;
 mod walk;
 
+use build::Source;
+
 use magnus::{
     prelude::*,
     rb_sys::{protect, AsRawValue, FromRawValue},
     Error, RArray, RString, Ruby, Value,
 };
 
-use divvy_core::plain::{dump_into, parse, Encoding, Plain};
+use divvy_core::plain::{dump_into, parse, parse_value, Encoding, Plain};
 use divvy_core::wire::payload::Payload;
 
 use crate::vm::gc::GcPause;
@@ -124,7 +126,40 @@ pub fn load_args_from(ruby: &Ruby, dump: RString) -> Result<RArray, Error> {
     let tail = parsed
         .last_string
         .filter(|bytes| bytes.len() >= LARGE_STRING);
-    RArray::try_convert(build::build(ruby, dump, &parsed.value, tail.as_ref())?)
+    let source = Source::Owned {
+        dump,
+        tail: tail.as_ref(),
+    };
+    RArray::try_convert(build::build(ruby, &source, &parsed.value)?)
+}
+
+/// Dumps what `perform` returned, in the worker: a plain value (see
+/// `divvy_core::plain`) by walking it in Rust, anything else with Ruby's
+/// Marshal.
+///
+/// Returns the bytes; raises what `Marshal.dump` raises.
+pub fn dump_result(ruby: &Ruby, value: Value) -> Result<Vec<u8>, Error> {
+    // No Ruby code runs between the walk and the dump, so the bytes the
+    // description borrows stay put; large Strings are copied, not
+    // referenced, since the dump outlives the value.
+    let described = walk::Walk::default().describe(ruby, &[value]);
+    if let Some([plain]) = described.as_deref() {
+        let mut out = Payload::default();
+        dump_into(plain, &mut out);
+        return Ok(out.into_buffer());
+    }
+    dump(ruby, value)
+}
+
+/// Loads a result the master received: a plain dump is read without Ruby's
+/// Marshal, anything else with it.
+///
+/// Returns the value; raises what `Marshal.load` raises.
+pub fn load_result(ruby: &Ruby, bytes: &[u8]) -> Result<Value, Error> {
+    match parse_value(bytes) {
+        Some(parsed) => build::build(ruby, &Source::Bytes(bytes), &parsed.value),
+        None => load(ruby, bytes),
+    }
 }
 
 /// The encodings the plain path handles.

@@ -73,13 +73,14 @@ fn send_signal(pid: i32, signal: i32) {
     os::signal_group(pid, signal);
 }
 
-/// Hands the value an item returned to the task's `completed(result,
+/// Stores the value an item returned in the results Array (`results:`) at
+/// its dispatch index, and hands it to the task's `completed(result,
 /// *args)` hook, in the order items complete; a result that cannot be
 /// loaded fails the item instead (or has it tried again).
 ///
-/// Raises what the hook raises.
+/// Raises what the hook raises, and what storing raises.
 fn completed(ruby: &Ruby, run: &mut Run, who: Who, item: Item, result: &[u8]) -> Result<(), Error> {
-    let result = match marshal::load(ruby, result) {
+    let result = match marshal::load_result(ruby, result) {
         Ok(result) => result,
         Err(error) => {
             let mut failure = failure_of(&error);
@@ -92,15 +93,21 @@ fn completed(ruby: &Ruby, run: &mut Run, who: Who, item: Item, result: &[u8]) ->
             return Ok(());
         }
     };
+    run.store_result(item.index, result)?;
+    if !run.calls_completed {
+        return Ok(());
+    }
     let args = args_of(ruby, run, &item, true)?.unwrap_or_else(|| ruby.ary_new());
     call_hook(run.task()?, "completed", result, args)
 }
 
 /// Hands the value of the `Divvy::Break` an item raised (nil when it cannot
-/// be loaded) to the task's `broke(value, *args)` hook, if it has one.
+/// be loaded) to the task's `broke(value, *args)` hook, if it has one; the
+/// results Array gets nil at the item's index.
 ///
 /// Raises what the hook raises.
 fn broke(ruby: &Ruby, run: &Run, item: &Item, value: &[u8]) -> Result<(), Error> {
+    run.reach_result(item.index)?;
     let args = args_of(ruby, run, item, true)?.unwrap_or_else(|| ruby.ary_new());
     let task = run.task()?;
     if !task.respond_to("broke", true)? {

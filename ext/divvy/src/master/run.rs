@@ -32,6 +32,8 @@ pub struct Setup {
     /// The master's `Divvy::Worker` views, numbered from 1; a run adds to
     /// it on TTIN and drops from its end on TTOU.
     pub views: RArray,
+    /// The Array results are stored in, at their items' dispatch indexes.
+    pub results: Option<RArray>,
     /// The run's options.
     pub options: RunOptions,
     /// True under `-v`.
@@ -46,6 +48,7 @@ const ANCHOR_TASK: isize = 0;
 const ANCHOR_VIEWS: isize = 1;
 const ANCHOR_TAG: isize = 2;
 const ANCHOR_KEPT: isize = 3;
+const ANCHOR_RESULTS: isize = 4;
 
 /// One run's state.
 pub struct Run {
@@ -71,6 +74,10 @@ pub struct Run {
     /// (`completed`, `failed`, `broke`): the arguments of an item whose dump
     /// may not load back are then kept until it settles.
     pub keeps_args: bool,
+    /// True when the task has a `completed` hook.
+    pub calls_completed: bool,
+    /// True when results are stored in an Array (`results:`).
+    pub stores_results: bool,
     /// INT and QUIT signals sent on to the workers so far.
     pub forwarded_interrupts: usize,
     /// True when standard output is a pipe or socket, watched for a reader
@@ -87,7 +94,8 @@ pub struct Run {
     pub titled_at: Instant,
     /// Ruby objects the run uses, kept from the garbage collector, and from
     /// compaction, for as long as the run lives: the task, the views, the
-    /// tag `dispatch` is ended with, and the arguments kept for items.
+    /// tag `dispatch` is ended with, the arguments kept for items, and the
+    /// results Array.
     anchor: BoxValue<RArray>,
 }
 
@@ -108,14 +116,23 @@ impl Run {
         })?;
         let occupants = occupants(ruby, setup.views, setup.board.worker_count())?;
         let total = total(setup.task)?;
+        let calls_completed = setup.task.respond_to("completed", true)?;
         let options = RunOptions {
-            wants_results: setup.task.respond_to("completed", true)?,
+            wants_results: calls_completed || setup.results.is_some(),
             ..setup.options
         };
         let tag: Value = ruby.class_object().new_instance(())?;
         let kept = ruby.hash_new();
-        let anchor =
-            ruby.ary_new_from_values(&[setup.task, setup.views.as_value(), tag, kept.as_value()]);
+        let results = setup
+            .results
+            .map_or_else(|| ruby.qnil().as_value(), |results| results.as_value());
+        let anchor = ruby.ary_new_from_values(&[
+            setup.task,
+            setup.views.as_value(),
+            tag,
+            kept.as_value(),
+            results,
+        ]);
         let mut keeps_args = false;
         for hook in ["completed", "failed", "broke"] {
             keeps_args |= setup.task.respond_to(hook, true)?;
@@ -131,6 +148,8 @@ impl Run {
             master_pid: setup.master_pid,
             yielded: 0,
             keeps_args,
+            calls_completed,
+            stores_results: setup.results.is_some(),
             forwarded_interrupts: 0,
             watch_stdout: divvy_core::os::stdout_is_pipe(),
             stdout_closed: false,
@@ -174,6 +193,35 @@ impl Run {
         } else {
             kept.lookup(index)
         }
+    }
+
+    /// Stores `result` at `index` in the results Array, when there is one.
+    ///
+    /// Raises what `Array#[]=` raises (`FrozenError` for an Array frozen
+    /// since the run began).
+    pub fn store_result(&self, index: u64, result: Value) -> Result<(), Error> {
+        if !self.stores_results {
+            return Ok(());
+        }
+        let results = self.anchor.entry::<RArray>(ANCHOR_RESULTS)?;
+        results.store(isize::try_from(index).unwrap_or(isize::MAX), result)
+    }
+
+    /// Makes the results Array, when there is one, reach `index` (with
+    /// nil there), for an item that returned no result: its place shows
+    /// among the results gathered.
+    ///
+    /// Raises what `Array#[]=` raises.
+    pub fn reach_result(&self, index: u64) -> Result<(), Error> {
+        if !self.stores_results {
+            return Ok(());
+        }
+        let results = self.anchor.entry::<RArray>(ANCHOR_RESULTS)?;
+        let index = isize::try_from(index).unwrap_or(isize::MAX);
+        if index < results.len() as isize {
+            return Ok(());
+        }
+        results.store(index, Ruby::get_with(results).qnil())
     }
 
     /// The master's `Divvy::Worker` views.

@@ -10,6 +10,7 @@ use magnus::{
 };
 
 use divvy_core::engine::options::{self, RunOptions, Shard};
+use divvy_core::engine::report::truncate;
 
 use crate::vm::errors::divvy_error;
 
@@ -23,6 +24,8 @@ pub struct Arguments {
     pub verbose: bool,
     /// The run's options.
     pub options: RunOptions,
+    /// The Array results are stored in, at their items' dispatch indexes.
+    pub results: Option<RArray>,
 }
 
 /// Reads `Master.new(task, worker_count, verbose = false, **keywords)`.
@@ -40,6 +43,7 @@ pub fn read(ruby: &Ruby, args: &[Value]) -> Result<Arguments, Error> {
         Option<Value>,
         Option<Value>,
         Option<Value>,
+        Option<Value>,
     );
     let keywords = get_kwargs::<_, (), Keywords, ()>(
         args.keywords,
@@ -51,9 +55,10 @@ pub fn read(ruby: &Ruby, args: &[Value]) -> Result<Arguments, Error> {
             "max_memory",
             "shard",
             "progress",
+            "results",
         ],
     )?;
-    let (retries, timeout, max_tasks, max_memory, shard, progress) = keywords.optional;
+    let (retries, timeout, max_tasks, max_memory, shard, progress, results) = keywords.optional;
     let options = RunOptions {
         retries: parse_retries(ruby, retries)?,
         timeout: parse_timeout(ruby, timeout)?,
@@ -69,7 +74,25 @@ pub fn read(ruby: &Ruby, args: &[Value]) -> Result<Arguments, Error> {
         worker_count: parse_worker_count(ruby, count)?,
         verbose: verbose.is_some_and(|value| value.to_bool()),
         options,
+        results: parse_results(ruby, results)?,
     })
+}
+
+/// Reads `results:`: nil, or an Array that is not frozen.
+fn parse_results(ruby: &Ruby, value: Option<Value>) -> Result<Option<RArray>, Error> {
+    let Some(value) = value.filter(|value| !value.is_nil()) else {
+        return Ok(None);
+    };
+    match RArray::from_value(value) {
+        Some(array) if !array.is_frozen() => Ok(Some(array)),
+        _ => Err(divvy_error(
+            ruby,
+            format!(
+                "results: must be an Array that is not frozen, got {}",
+                truncate(value.inspect())
+            ),
+        )),
+    }
 }
 
 /// A Ruby value read as an Integer option.

@@ -27,6 +27,8 @@ pub struct Master {
     task: Opaque<Value>,
     /// The `Divvy::Worker` views, numbered from 1.
     views: Opaque<RArray>,
+    /// The Array results are stored in (`results:`), if any.
+    results: Option<Opaque<RArray>>,
     options: RunOptions,
     verbose: bool,
     master_pid: i32,
@@ -38,23 +40,29 @@ impl DataTypeFunctions for Master {
     fn mark(&self, marker: &gc::Marker) {
         marker.mark(self.task);
         marker.mark(self.views);
+        if let Some(results) = self.results {
+            marker.mark(results);
+        }
     }
 }
 
 impl Master {
     /// Master.new(task, worker_count, verbose = false, retries: 0,
     /// timeout: nil, max_tasks: nil, max_memory: nil, shard: nil,
-    /// progress: false): a master for `task` (an object whose class
-    /// includes `Divvy::Parallelizable`) with `worker_count` worker slots,
-    /// numbered from 1. `retries` is how many more times a failed item is
-    /// tried; `timeout` bounds one item's `perform`, in seconds;
+    /// progress: false, results: nil): a master for `task` (an object whose
+    /// class includes `Divvy::Parallelizable`) with `worker_count` worker
+    /// slots, numbered from 1. `retries` is how many more times a failed
+    /// item is tried; `timeout` bounds one item's `perform`, in seconds;
     /// `max_tasks` and `max_memory` (MB) retire workers; `shard: [i, n]`
     /// performs only items whose dispatch index % n == i; `progress` shows a
-    /// progress line on stderr. Runs in the master; starts no process.
+    /// progress line on stderr; `results` is an Array each item's result is
+    /// stored in, at its dispatch index. Runs in the master; starts no
+    /// process.
     ///
     /// Raises `Divvy::Error` when `task` lacks `dispatch` or a perform
-    /// method, `worker_count` is not a positive Integer, or an option is out
-    /// of range; `ArgumentError` for an unknown keyword.
+    /// method, `worker_count` is not a positive Integer, an option is out
+    /// of range, or `results` is not an Array that can be changed;
+    /// `ArgumentError` for an unknown keyword.
     fn new(ruby: &Ruby, args: &[Value]) -> Result<Obj<Master>, Error> {
         let arguments = arguments::read(ruby, args)?;
         let task = arguments.task;
@@ -68,6 +76,7 @@ impl Master {
                 ),
             ));
         }
+        let results = arguments.results;
         // An Array the GC sees keeps the views while the others are made.
         let views = ruby.ary_new_capa(arguments.worker_count);
         for number in 1..=arguments.worker_count {
@@ -76,15 +85,20 @@ impl Master {
         let master = ruby.obj_wrap(Master {
             task: task.into(),
             views: views.into(),
+            results: results.map(Opaque::from),
             options: arguments.options,
             verbose: arguments.verbose,
             master_pid: std::process::id() as i32,
             board: Arc::new(Scoreboard::new(arguments.worker_count)),
             running: Cell::new(false),
         });
-        // Until the Master object exists and marks them, the views were only
-        // in the struct it wraps, where the GC does not look.
+        // Until the Master object exists and marks them, the views and the
+        // results were only in the struct it wraps, where the GC does not
+        // look.
         guard(views);
+        if let Some(results) = results {
+            guard(results);
+        }
         Ok(master)
     }
 
@@ -112,6 +126,7 @@ impl Master {
         let setup = master::Setup {
             task: ruby.get_inner(rb_self.task),
             views: ruby.get_inner(rb_self.views),
+            results: rb_self.results.map(|results| ruby.get_inner(results)),
             options: rb_self.options,
             verbose: rb_self.verbose,
             board: Arc::clone(&rb_self.board),

@@ -116,7 +116,7 @@ impl Performer {
         if !self.wants_results {
             return Ok(Frame::Done);
         }
-        match marshal::dump(ruby, value) {
+        match marshal::dump_result(ruby, value) {
             Ok(bytes) => Ok(Frame::Result(bytes)),
             Err(error) => {
                 let reason = failure_of(&error).message;
