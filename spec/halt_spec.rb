@@ -98,6 +98,12 @@ RSpec.describe 'halt policies' do
       )
     end
 
+    it "counts a percentage of this shard's share of the total" do
+      result = halting('fofofofo', '-n', 1, '--shard', '0/2', '--halt', 'soon,fail=50%', total: true)
+      expect(result.exitstatus).to eq(3), result.stderr
+      expect(summary(result)).to match(/\Adivvy: 0 performed, 2 failed, .* halted: 2 of 4 items failed \(--halt soon,fail=50%\)\z/)
+    end
+
     it 'counts a percentage of the items settled so far when the total is unknown' do
       result = halting('oofofofofo', '-n', 1, '--halt', 'now,fail=30%')
       expect(result.exitstatus).to eq(3), result.stderr
