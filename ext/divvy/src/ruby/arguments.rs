@@ -45,6 +45,7 @@ pub fn read(ruby: &Ruby, args: &[Value]) -> Result<Arguments, Error> {
         Option<Value>,
         Option<Value>,
         Option<Value>,
+        Option<Value>,
     );
     let keywords = get_kwargs::<_, (), Keywords, ()>(
         args.keywords,
