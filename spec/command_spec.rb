@@ -200,7 +200,7 @@ RSpec.describe 'the divvy command' do
           p [e.reason, e.exit_status, e.args]
         end
       RUBY
-      expect(result.stdout).to eq("[:died, 3, [1, 2]]\n"), result.stderr
+      expect(result.stdout).to eq("[:died, 3, [2]]\n"), result.stderr
     end
   end
 

@@ -3,6 +3,8 @@
 require 'optparse'
 require 'etc'
 require 'divvy'
+require 'divvy/cli/exit_status'
+require 'divvy/cli/halt'
 require 'divvy/cli/hook_watch'
 require 'divvy/cli/report'
 require 'divvy/cli/script'
@@ -32,10 +34,11 @@ module Divvy
     # Runs the command: parses the options, loads the script and runs its
     # task on a {Divvy::Master}. Errors are printed, not raised.
     #
-    # @return [Integer] the exit status: 0 when every item was performed, 1
-    #   when an item finally failed, a hook raised, workers could not boot
-    #   or the script could not be run, 2 for a usage error, 128 + the
-    #   signal number when a signal stopped the run
+    # @return [Integer] the exit status: 0 when every item was performed
+    #   (or a `--halt success=` condition was met), 1 when an item finally
+    #   failed, a hook raised, workers could not boot or the script could
+    #   not be run, 2 for a usage error, 3 when `--halt` ended the run on
+    #   failures, 128 + the signal number when a signal stopped the run
     def run
       script = parse
       check_ranges
@@ -43,7 +46,7 @@ module Divvy
       @hooks = HookWatch.new(task)
       @master = Divvy::Master.new(task, @workers || Divvy.processors, @verbose, **@options)
       @master.run
-      @master.items_failed.zero? ? 0 : 1
+      ExitStatus.of(@master)
     rescue ScriptError, StandardError, Divvy::Master::Shutdown => e # Shutdown is a SignalException
       stopped_by(e)
     end
@@ -93,7 +96,9 @@ module Divvy
         opts.separator ''
         define_run_options(opts)
         define_worker_options(opts)
+        Halt.define(opts, @options)
         define_other_options(opts)
+        ExitStatus.describe(opts)
       end
     end
 

@@ -14,9 +14,6 @@ module Divvy
   class Each
     include Parallelizable
 
-    # The master running this task, set by Divvy.each/Divvy.map.
-    attr_writer :master
-
     # Runs in the master.
     #
     # @param enumerable [#each] the items; only #each is called, so lazy and
@@ -100,14 +97,13 @@ module Divvy
       call_hook(:before_exit, worker)
     end
 
-    # Collects a finally failed item and stops dispatching; the items in
-    # flight finish. Runs in the master.
+    # Collects a finally failed item; the run's halt policy (by default
+    # `soon,fail=1`) decides whether the run goes on. Runs in the master.
     #
     # @param error [Divvy::TaskError] how the item failed
     # @return [void]
     def failed(error, *_item)
       @failures << error
-      @master&.shutdown
     end
 
     # Keeps the value of the first {Divvy::Break} a block raised; the
@@ -220,11 +216,13 @@ module Divvy
     # @param enumerable [#each] the items; lazy and endless sources stream
     # @param options [Hash] the keywords below, and those of
     #   `Divvy::Master.new` (retries:, timeout:, max_tasks:,
-    #   max_memory:, shard:, progress:)
+    #   max_memory:, shard:, progress:, halt:)
     # @option options [Integer] :workers (Divvy.processors) how many worker
     #   processes
     # @option options [Boolean] :verbose (false) log worker starts, exits
     #   and retries
+    # @option options [String, nil] :halt ('soon,fail=1') when to end the
+    #   run early, as `--halt` takes it; nil or 'never' runs every item
     # @option options [#call] :after_fork called in each worker right after
     #   the fork, with the {Divvy::Worker} when it takes an argument
     # @option options [#call] :before_exit called in each worker before it
@@ -233,7 +231,8 @@ module Divvy
     # @return [Object] `enumerable`; or, when a block raised {Divvy::Break},
     #   that Break's value (nil without one)
     # @raise [Divvy::TaskError] the first item that finally failed (the
-    #   others in its #others), once the items in flight finished
+    #   others in its #others), once the items in flight finished (or were
+    #   abandoned, under a `now` halt)
     # @raise [Divvy::Error] for a hook that is not a callable taking no
     #   argument or the worker, and what `Divvy::Master.new` raises
     # @raise [Divvy::Master::Shutdown] when a signal stopped the run (not a
@@ -295,12 +294,11 @@ module Divvy
     private
 
     # Runs `task` on a master made with `options`, the hooks taken out, and
-    # returns the task's outcome.
-    def run(task, workers: Divvy.processors, verbose: false, **options)
+    # returns the task's outcome. The first item that finally fails halts
+    # the run soon, unless `halt:` says otherwise.
+    def run(task, workers: Divvy.processors, verbose: false, halt: 'soon,fail=1', **options)
       task.hooks = options.slice(*HOOKS)
-      master = Master.new(task, workers, verbose, **options.except(*HOOKS), **task.master_options)
-      task.master = master
-      master.run
+      Master.new(task, workers, verbose, halt: halt, **options.except(*HOOKS), **task.master_options).run
       task.outcome
     end
   end

@@ -59,7 +59,7 @@ impl Engine {
         };
         match self.pool.worker_mut(index).answer(failure) {
             Ok(Answer::Performed(item)) => {
-                self.board.performed.add(1);
+                self.count_performed(1, actions);
                 match result {
                     Some(result) => {
                         let who = self.pool.worker(index).who();
@@ -81,7 +81,7 @@ impl Engine {
     fn on_break(&mut self, index: usize, value: Vec<u8>, actions: &mut Vec<Action>) {
         match self.pool.worker_mut(index).answer(None) {
             Ok(Answer::Performed(item)) => {
-                self.board.performed.add(1);
+                self.count_performed(1, actions);
                 self.broke = true;
                 actions.push(Action::Broke { item, value });
             }
@@ -215,7 +215,7 @@ mod tests {
                 value: vec![4, 8, b'T']
             }]
         );
-        assert!(engine.broke() && !engine.goes_on());
+        assert!(!engine.sends_new_items() && !engine.goes_on());
         assert_eq!(engine.board.performed.get(), 1);
         engine.send_queued(at(0), &mut actions).unwrap();
         assert_eq!(engine.queue.len(), 1, "the queue is not sent");

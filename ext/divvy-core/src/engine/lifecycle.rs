@@ -83,6 +83,7 @@ impl Engine {
     /// there are workers.
     pub fn next_unstarted(&self, now: Instant) -> Option<usize> {
         let going = self.stop == super::stop::Stop::No
+            && self.halted.is_none()
             && self.fatal.is_none()
             && !self.closing
             && !self.forks_blocked(now);

@@ -12,11 +12,13 @@
 //!   when workers failing to boot stop the run;
 //! - `deadlines`: the timeout, the TERM-then-KILL schedule, how long to wait;
 //! - `lifecycle`: starting, replacing and resizing workers;
+//! - `halt`: the halt policy, and when it ends the run early;
 //! - `watch`: which pipes to wait on, and reading what they bring.
 
 mod answers;
 mod deadlines;
 pub mod exit;
+pub mod halt;
 pub mod item;
 mod lifecycle;
 pub mod options;
@@ -34,6 +36,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+use self::halt::{Baseline, Halted};
 use self::item::Item;
 use self::options::RunOptions;
 use self::pace::MAX_WINDOW;
@@ -130,6 +133,10 @@ pub struct Engine {
     fork_blocked_until: Option<Instant>,
     /// True once an item raised `Divvy::Break`: nothing new is sent.
     broke: bool,
+    /// The halt that came this run: nothing new is sent.
+    halted: Option<Halted>,
+    /// The scoreboard's counts when the run began.
+    baseline: Baseline,
 }
 
 impl Engine {
@@ -141,7 +148,7 @@ impl Engine {
         board: Arc<Scoreboard>,
         occupants: Vec<Arc<Occupant>>,
     ) -> Engine {
-        Engine {
+        let mut engine = Engine {
             pool: Pool::new(occupants, MAX_WINDOW),
             queue: VecDeque::new(),
             options,
@@ -156,7 +163,11 @@ impl Engine {
             lingering: Vec::new(),
             fork_blocked_until: None,
             broke: false,
-        }
+            halted: None,
+            baseline: Baseline::default(),
+        };
+        engine.begin_counts();
+        engine
     }
 
     /// The workers.
@@ -193,11 +204,12 @@ impl Engine {
         }
     }
 
-    /// True once an item raised `Divvy::Break`: the run sends nothing new,
-    /// neither from `dispatch` nor from the queue, and ends normally once
-    /// the items in flight are done.
-    pub fn broke(&self) -> bool {
-        self.broke
+    /// True while the run sends new items, from `dispatch` or the queue:
+    /// until it is asked to stop, an item raises `Divvy::Break` or the halt
+    /// policy ends it (the run then ends normally once the items in flight
+    /// are done, or at once for a `now` halt).
+    pub fn sends_new_items(&self) -> bool {
+        self.stop == Stop::No && !self.broke && self.halted.is_none()
     }
 
     /// Records that `dispatch` returned or raised: no new items will come.
@@ -208,10 +220,9 @@ impl Engine {
     /// True when the run goes on and has items to send, so a dead worker
     /// should be replaced.
     fn goes_on(&self) -> bool {
-        self.stop == Stop::No
+        self.sends_new_items()
             && self.fatal.is_none()
             && !self.closing
-            && !self.broke
             && (!self.dispatch_done || !self.queue.is_empty())
     }
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::halt::Halt;
+
 /// How a master runs its items.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct RunOptions {
@@ -23,6 +25,11 @@ pub struct RunOptions {
     /// The master wants each item's result (the task has a `completed`
     /// hook): an item counts as performed only once its result arrived.
     pub wants_results: bool,
+    /// When settled items end the run early (`--halt`); `None`: never.
+    pub halt: Option<Halt>,
+    /// How many items the task says `dispatch` yields (its `total`), for
+    /// a halt percentage.
+    pub total: Option<u64>,
 }
 
 /// The most workers a master keeps: more would not fit a machine's

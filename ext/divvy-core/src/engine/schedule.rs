@@ -4,7 +4,6 @@ use std::io;
 use std::time::Instant;
 
 use super::item::Item;
-use super::stop::Stop;
 use super::{Action, Engine};
 use crate::wire::payload::Payload;
 
@@ -61,7 +60,7 @@ impl Engine {
     ///
     /// Returns the OS error of a failed write.
     pub fn send_queued(&mut self, now: Instant, actions: &mut Vec<Action>) -> io::Result<()> {
-        if self.stop != Stop::No || self.broke {
+        if !self.sends_new_items() {
             return Ok(());
         }
         while let Some(item) = self.queue.pop_front() {
@@ -127,8 +126,7 @@ impl Engine {
         if self.queue.is_empty() && self.options.retries == 0 {
             self.release_idle()?;
         }
-        let sending = self.stop == Stop::No && !self.broke;
-        Ok(self.pool.in_flight() > 0 || (!self.queue.is_empty() && sending))
+        Ok(self.pool.in_flight() > 0 || (!self.queue.is_empty() && self.sends_new_items()))
     }
 
     /// Closes the item pipe of every ready worker that holds nothing, so
@@ -168,6 +166,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::engine::options::RunOptions;
+    use crate::engine::stop::Stop;
     use crate::engine::tests::{booted, engine};
     use crate::engine::worker::tests::at;
 

@@ -5,6 +5,7 @@
 //! and store (no locked instruction) is enough.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// One counter.
 #[derive(Debug, Default)]
@@ -48,6 +49,8 @@ pub struct Scoreboard {
     pub respawned: Tally,
     worker_count: AtomicUsize,
     shutdown: AtomicBool,
+    /// Why the halt policy ended the last run early, if it did.
+    halted: Mutex<Option<String>>,
 }
 
 impl Scoreboard {
@@ -89,6 +92,25 @@ impl Scoreboard {
     /// Forgets a shutdown asked of an earlier run.
     pub fn clear_shutdown(&self) {
         self.shutdown.store(false, Ordering::SeqCst);
+    }
+
+    /// Records why the halt policy ends the run early (`Master#halt_reason`).
+    pub fn set_halted(&self, reason: String) {
+        *self.halted.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+    }
+
+    /// Returns why the halt policy ended the current or last run early,
+    /// if it did.
+    pub fn halted(&self) -> Option<String> {
+        self.halted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Forgets the halt of an earlier run.
+    pub fn clear_halted(&self) {
+        *self.halted.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
 

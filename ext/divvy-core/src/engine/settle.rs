@@ -38,7 +38,7 @@ impl Engine {
                 self.fail_item(who, item, Cause::Lost(exit), actions);
             }
         } else {
-            self.board.performed.add(departure.finished.len() as u64);
+            self.count_performed(departure.finished.len() as u64, actions);
             for item in departure.finished {
                 self.settled(item, actions);
             }
@@ -137,6 +137,15 @@ impl Engine {
             cause,
             retry,
         });
+        if retry.is_none() {
+            self.check_halt(actions);
+        }
+    }
+
+    /// Counts `count` items performed, and checks the halt policy.
+    pub(super) fn count_performed(&mut self, count: u64, actions: &mut Vec<Action>) {
+        self.board.performed.add(count);
+        self.check_halt(actions);
     }
 }
 

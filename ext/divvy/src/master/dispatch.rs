@@ -8,7 +8,6 @@ use magnus::{prelude::*, Error, Ruby, Value};
 
 use divvy_core::engine::item::Item;
 use divvy_core::engine::report::truncate;
-use divvy_core::engine::stop::Stop;
 
 use super::run::{Run, RunCell};
 use super::{traps, turn};
@@ -86,10 +85,11 @@ fn on_item(ruby: &Ruby, cell: &RunCell, args: &[Value]) -> Result<Value, Error> 
 }
 
 /// True once the run is asked to stop dispatching: by a signal, by
-/// `Master#shutdown`, or by an item that raised `Divvy::Break`.
+/// `Master#shutdown`, by an item that raised `Divvy::Break`, or by the halt
+/// policy.
 fn stopping(run: &mut Run) -> bool {
     run.engine.request_stop(traps::requested_stop());
-    run.engine.stop() != Stop::No || run.board.shutdown_requested() || run.engine.broke()
+    !run.engine.sends_new_items() || run.board.shutdown_requested()
 }
 
 /// Builds the error for an item Marshal refused, naming the argument at

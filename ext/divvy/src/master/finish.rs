@@ -16,13 +16,17 @@ use crate::vm::nogvl::without_gvl;
 const STOP_POLL: Duration = Duration::from_millis(20);
 
 /// Waits until every item sent is answered (and every retry done), then
-/// lets the workers go and waits for them to exit. Runs in the master.
+/// lets the workers go and waits for them to exit; after a `now` halt,
+/// stops them at once instead. Runs in the master.
 ///
 /// Raises what a turn of the loop raises.
 pub fn finish(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
     let closing = |err| os_error(ruby, "closing an item pipe", err);
-    while run.engine.wind_down().map_err(closing)? {
+    while !run.engine.halts_now() && run.engine.wind_down().map_err(closing)? {
         turn::turn(ruby, run)?;
+    }
+    if run.engine.halts_now() {
+        return stop_workers(ruby, run);
     }
     run.engine.close_all().map_err(closing)?;
     while run.engine.any_running() {
@@ -34,7 +38,8 @@ pub fn finish(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
 /// Stops every live worker and what it started: TERM to each worker's
 /// process group, a grace period, then KILL; reaps them all, so the run
 /// leaves neither orphans nor zombies. What they held is dropped
-/// unreported: the run ends on an error. Runs in the master.
+/// unreported: the run ends on an error or a `now` halt. Runs in the
+/// master.
 ///
 /// Raises what waiting raises (an `Interrupt` from a trap).
 pub fn stop_workers(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {

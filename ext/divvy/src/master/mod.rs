@@ -40,7 +40,8 @@ use crate::vm::title;
 /// every item sent was performed or failed, and lets the workers go. Runs
 /// in the master; blocks, with the GVL released while it waits.
 ///
-/// Returns when every item settled; raises `Divvy::Master::BootFailure`
+/// Returns when every item settled, or the halt policy ended the run (a
+/// `now` halt stops the workers at once); raises `Divvy::Master::BootFailure`
 /// when workers keep dying before they boot, `Divvy::Master::Shutdown` when
 /// a signal stopped the run, and what `dispatch` or a hook raised (after the
 /// items in flight finished).
@@ -132,7 +133,7 @@ fn drive(ruby: &Ruby, cell: &RunCell) -> Result<(), Error> {
 }
 
 /// Ends the run's display (the last progress line, the title) and prints
-/// the summary under `-v` or after a failure.
+/// the summary under `-v`, after a failure or a halt.
 ///
 /// Returns `outcome`, or what printing raised.
 fn conclude(
@@ -159,7 +160,7 @@ fn conclude(
         // The last progress line is no reason to fail a run.
         let _ = say(ruby, &line);
     }
-    if run.verbose || run.board.failures.get() > 0 {
+    if run.verbose || run.board.failures.get() > 0 || run.engine.halted().is_some() {
         report::summarize(ruby, &run, started.elapsed())?;
     }
     outcome

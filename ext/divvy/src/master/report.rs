@@ -273,20 +273,23 @@ pub fn shutdown_error(ruby: &Ruby, run: &Run, how: &str) -> Error {
 }
 
 /// Prints the run's summary line: items performed, failed and retried,
-/// workers respawned, wall time.
+/// workers respawned, wall time; and why the halt policy ended the run,
+/// when it did.
 ///
 /// Raises what `$stderr.write` raises.
 pub fn summarize(ruby: &Ruby, run: &Run, elapsed: Duration) -> Result<(), Error> {
     let board = &run.board;
-    say(
-        ruby,
-        &format!(
-            "{} performed, {} failed, {} retried, {} workers respawned in {:.2}s",
-            board.performed.get(),
-            board.failed.get(),
-            board.retried.get(),
-            board.respawned.get(),
-            elapsed.as_secs_f64()
-        ),
-    )
+    let mut line = format!(
+        "{} performed, {} failed, {} retried, {} workers respawned in {:.2}s",
+        board.performed.get(),
+        board.failed.get(),
+        board.retried.get(),
+        board.respawned.get(),
+        elapsed.as_secs_f64()
+    );
+    if let Some(halted) = run.engine.halt_summary() {
+        line.push_str("; ");
+        line.push_str(&halted);
+    }
+    say(ruby, &line)
 }

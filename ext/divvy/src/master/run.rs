@@ -119,6 +119,7 @@ impl Run {
         let calls_completed = setup.task.respond_to("completed", true)?;
         let options = RunOptions {
             wants_results: calls_completed || setup.results.is_some(),
+            total,
             ..setup.options
         };
         let tag: Value = ruby.class_object().new_instance(())?;

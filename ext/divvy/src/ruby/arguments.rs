@@ -9,6 +9,7 @@ use magnus::{
     Error, RArray, RModule, Ruby, Value,
 };
 
+use divvy_core::engine::halt::Halt;
 use divvy_core::engine::options::{self, RunOptions, Shard};
 use divvy_core::engine::report::truncate;
 
@@ -44,6 +45,7 @@ pub fn read(ruby: &Ruby, args: &[Value]) -> Result<Arguments, Error> {
         Option<Value>,
         Option<Value>,
         Option<Value>,
+        Option<Value>,
     );
     let keywords = get_kwargs::<_, (), Keywords, ()>(
         args.keywords,
@@ -55,10 +57,12 @@ pub fn read(ruby: &Ruby, args: &[Value]) -> Result<Arguments, Error> {
             "max_memory",
             "shard",
             "progress",
+            "halt",
             "results",
         ],
     )?;
-    let (retries, timeout, max_tasks, max_memory, shard, progress, results) = keywords.optional;
+    let (retries, timeout, max_tasks, max_memory, shard, progress, halt, results) =
+        keywords.optional;
     let options = RunOptions {
         retries: parse_retries(ruby, retries)?,
         timeout: parse_timeout(ruby, timeout)?,
@@ -68,6 +72,8 @@ pub fn read(ruby: &Ruby, args: &[Value]) -> Result<Arguments, Error> {
         shard: parse_shard(ruby, shard)?,
         progress: progress.is_some_and(|value| value.to_bool()),
         wants_results: false,
+        halt: parse_halt(ruby, halt)?,
+        total: None,
     };
     Ok(Arguments {
         task,
@@ -222,4 +228,22 @@ fn parse_timeout(ruby: &Ruby, value: Option<Value>) -> Result<Option<Duration>, 
     checked
         .map(Some)
         .map_err(|message| divvy_error(ruby, message))
+}
+
+/// Reads `halt:`: nil (never), or a String as `--halt` takes it
+/// (`"soon,fail=3"`, `"now,success=10%"`, `"never"`).
+fn parse_halt(ruby: &Ruby, value: Option<Value>) -> Result<Option<Halt>, Error> {
+    let Some(value) = value.filter(|value| !value.is_nil()) else {
+        return Ok(None);
+    };
+    let Some(text) = magnus::RString::from_value(value) else {
+        return Err(divvy_error(
+            ruby,
+            format!(
+                "halt must be a String such as \"soon,fail=3\" or \"never\", got {}",
+                value.inspect()
+            ),
+        ));
+    };
+    Halt::parse(&text.to_string()?).map_err(|message| divvy_error(ruby, message))
 }

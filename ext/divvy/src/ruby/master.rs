@@ -49,13 +49,15 @@ impl DataTypeFunctions for Master {
 impl Master {
     /// Master.new(task, worker_count, verbose = false, retries: 0,
     /// timeout: nil, max_tasks: nil, max_memory: nil, shard: nil,
-    /// progress: false, results: nil): a master for `task` (an object whose
+    /// progress: false, halt: nil, results: nil): a master for `task` (an object whose
     /// class includes `Divvy::Parallelizable`) with `worker_count` worker
     /// slots, numbered from 1. `retries` is how many more times a failed
     /// item is tried; `timeout` bounds one item's `perform`, in seconds;
     /// `max_tasks` and `max_memory` (MB) retire workers; `shard: [i, n]`
     /// performs only items whose dispatch index % n == i; `progress` shows a
-    /// progress line on stderr; `results` is an Array each item's result is
+    /// progress line on stderr; `halt` ("soon,fail=3", as `--halt` takes
+    /// it; nil or "never" by default) ends the run early once enough items
+    /// failed or were performed; `results` is an Array each item's result is
     /// stored in, at its dispatch index. Runs in the master; starts no
     /// process.
     ///
@@ -104,10 +106,12 @@ impl Master {
 
     /// Master#run: forks the workers, calls the task's `dispatch` and sends
     /// each item it yields to a free worker, and waits until every item sent
-    /// has been performed. Runs in the master; blocks, with the GVL released
-    /// while it waits.
+    /// has been performed, or until the halt policy ends the run (`soon`:
+    /// the items in flight finish; `now`: the workers are stopped and what
+    /// they held is abandoned). Runs in the master; blocks, with the GVL
+    /// released while it waits.
     ///
-    /// Returns nil. Raises `Divvy::Master::BootFailure` when workers die
+    /// Returns nil, after a halt too (`halted?` tells). Raises `Divvy::Master::BootFailure` when workers die
     /// before they can take items, `Divvy::Master::Shutdown` when a signal
     /// stopped the run, `Divvy::Error` when called in a worker or while
     /// running, and re-raises what `dispatch` or the hooks raise (after the
@@ -193,6 +197,26 @@ impl Master {
         self.options.timeout.map(|timeout| timeout.as_secs_f64())
     }
 
+    /// Master#halt: the halt policy, as `--halt` writes it
+    /// ("soon,fail=3"), or "never".
+    fn halt(&self) -> String {
+        self.options
+            .halt
+            .map_or_else(|| String::from("never"), |halt| halt.to_string())
+    }
+
+    /// Master#halted?: true once the halt policy ended the current or last
+    /// run early. Runs in the master (from a hook, too).
+    fn is_halted(&self) -> bool {
+        self.board.halted().is_some()
+    }
+
+    /// Master#halt_reason: why the halt policy ended the current or last
+    /// run early ("3 items failed (--halt soon,fail=3)"), or nil.
+    fn halt_reason(&self) -> Option<String> {
+        self.board.halted()
+    }
+
     /// Master#tasks_distributed: items sent to workers.
     fn tasks_distributed(&self) -> u64 {
         self.board.sent.get()
@@ -241,6 +265,9 @@ pub fn init(ruby: &Ruby, divvy: RModule) -> Result<(), Error> {
     class.define_method("verbose", method!(Master::verbose, 0))?;
     class.define_method("retries", method!(Master::retries, 0))?;
     class.define_method("timeout", method!(Master::timeout, 0))?;
+    class.define_method("halt", method!(Master::halt, 0))?;
+    class.define_method("halted?", method!(Master::is_halted, 0))?;
+    class.define_method("halt_reason", method!(Master::halt_reason, 0))?;
     class.define_method("tasks_distributed", method!(Master::tasks_distributed, 0))?;
     class.define_method("failures", method!(Master::failures, 0))?;
     class.define_method("spawn_count", method!(Master::spawn_count, 0))?;
