@@ -4,15 +4,21 @@
 //! to be reported, when they pile up, or when the oldest has waited long
 //! enough that the master should hear of it.
 
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::frame::{Failure, Frame};
+use crate::os;
 
 /// The longest an answer waits in the buffer.
 const MAX_DELAY: Duration = Duration::from_millis(2);
 /// Buffered bytes past which answers are written at once.
 const MAX_BUFFERED: usize = 64 * 1024;
+/// The pipe buffer asked for once a write is larger than the default
+/// pipe's (64 KB on Linux): a large result then crosses in one write and
+/// one read rather than in 64 KB round trips. Asked for only then, so that
+/// runs without large results do not spend the user's pipe allowance.
+const LARGE_PIPE: usize = 1024 * 1024;
 
 /// Answers not yet written to the master.
 #[derive(Debug)]
@@ -29,6 +35,8 @@ pub struct Answers {
     /// Where they are encoded to be written.
     buffer: Vec<u8>,
     oldest: Option<Instant>,
+    /// Whether the pipe was asked to grow to `LARGE_PIPE`.
+    enlarged: bool,
 }
 
 impl Answers {
@@ -41,6 +49,7 @@ impl Answers {
             bytes: 0,
             buffer: Vec::new(),
             oldest: None,
+            enlarged: false,
         }
     }
 
@@ -81,12 +90,25 @@ impl Answers {
         for frame in self.frames.drain(..) {
             frame.encode_into(&mut self.buffer);
         }
-        let written = self.identity.is_some()
-            && identity(self.fd) == self.identity
-            && write_all(self.fd, &self.buffer);
+        let written = self.identity.is_some() && identity(self.fd) == self.identity && {
+            self.enlarge_for_large_writes();
+            write_all(self.fd, &self.buffer)
+        };
         self.bytes = 0;
         self.oldest = None;
         written
+    }
+}
+
+impl Answers {
+    /// Asks for a larger pipe the first time the buffer outgrows the
+    /// default one.
+    fn enlarge_for_large_writes(&mut self) {
+        if !self.enlarged && self.buffer.len() > MAX_BUFFERED {
+            self.enlarged = true;
+            // SAFETY: `fd` was just checked to be the open answer pipe.
+            os::enlarge_pipe(unsafe { BorrowedFd::borrow_raw(self.fd) }, LARGE_PIPE);
+        }
     }
 }
 
@@ -176,6 +198,29 @@ mod tests {
     fn a_large_queue_is_due_at_once() {
         let mut answers = Answers::new();
         assert!(answers.queue(Frame::Result(vec![0; MAX_BUFFERED])));
+    }
+
+    #[cfg(target_os = "linux")]
+    fn pipe_size(fd: &std::os::fd::OwnedFd) -> i32 {
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap()
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn grows_the_pipe_for_a_large_answer_only() {
+        let (_rx, tx) = os::pipe().unwrap();
+        let mut answers = Answers::new();
+        answers.open(tx.as_raw_fd());
+        answers.queue(Frame::Result(vec![7; 1000]));
+        assert!(answers.write());
+        let default = pipe_size(&tx);
+        assert!(
+            default < LARGE_PIPE as i32,
+            "a small answer leaves the pipe as it was"
+        );
+        answers.queue(Frame::Result(vec![7; 2 * MAX_BUFFERED]));
+        assert!(answers.write(), "the large answer fits the grown pipe");
+        assert_eq!(pipe_size(&tx), LARGE_PIPE as i32);
     }
 
     #[test]
