@@ -47,8 +47,9 @@ impl Engine {
         }
         if self.fork_blocked_until.is_none() {
             actions.push(Action::Say(format!(
-                "cannot fork worker {}: {reason}; going on with {running} workers",
-                index + 1
+                "cannot fork worker {}: {reason}; going on with {running} worker{}",
+                index + 1,
+                if running == 1 { "" } else { "s" }
             )));
         }
         self.fork_blocked_until = Some(now + FORK_BACKOFF);
@@ -209,7 +210,7 @@ mod tests {
         assert_eq!(
             actions,
             [Action::Say(String::from(
-                "cannot fork worker 2: EAGAIN; going on with 1 workers"
+                "cannot fork worker 2: EAGAIN; going on with 1 worker"
             ))]
         );
         assert_eq!(engine.due_spawns(at(100)), Vec::<usize>::new());
