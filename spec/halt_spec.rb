@@ -7,7 +7,8 @@ require_relative 'spec_helper'
 # finish, `now` stops the workers and abandons them.
 RSpec.describe 'halt policies' do
   # A task whose items follow HALT_PLAN, one letter each: `o` performed, `f`
-  # fails (both take 50 ms), `F` fails after 0.5 s, `S` is performed after
+  # fails (both take 50 ms), `F` fails 0.5 s after every earlier item
+  # started (so that a loaded machine cannot reorder them), `S` is performed after
   # 1 s, `l` runs `sleep 30` in a child process. Each item logs `start I`
   # and `end I` to HALT_LOG. It has a `total` when HALT_TOTAL is set.
   let(:task) do
@@ -32,7 +33,7 @@ RSpec.describe 'halt policies' do
           case @plan[index]
           when 'o' then sleep 0.05
           when 'f' then sleep 0.05; raise "item \#{index} failed"
-          when 'F' then sleep 0.5; raise "item \#{index} failed"
+          when 'F' then await_earlier(index); sleep 0.5; raise "item \#{index} failed"
           when 'S' then sleep 1
           when 'l' then system('sleep', '30')
           end
@@ -40,6 +41,15 @@ RSpec.describe 'halt policies' do
         end
 
         def note(line) = File.open(@log, 'a') { |log| log.puts(line) }
+
+        # Waits (10 s at most) until the items before `index` started.
+        def await_earlier(index)
+          deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
+          until (0...index).all? { |earlier| File.read(@log).include?("start \#{earlier}\n") } ||
+                Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+            sleep 0.01
+          end
+        end
       end
     RUBY
   end
