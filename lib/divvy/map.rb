@@ -139,6 +139,16 @@ module Divvy
       {}
     end
 
+    # What the workers call `call` on with each item's values, in place of
+    # #perform: the block itself, which spares a splat per item, or
+    # #perform for the _with_index forms. Runs in the master, before the
+    # workers fork.
+    #
+    # @return [#call]
+    def divvy_performer
+      @with_index ? method(:perform) : @block
+    end
+
     # The arity of a callable: a Proc's or Method's own, or its #call's.
     #
     # @param callable [#call]

@@ -63,11 +63,13 @@ fn spawn(ruby: &Ruby, run: &mut Run, index: usize) -> Result<Forked, Error> {
     inherited_fds.extend(run.wake.raw_fds());
     inherited_fds.extend(link.raw_fds());
     let options = run.engine.options();
+    let (performer, perform_method) = performer(ruby, task)?;
     let setup = worker::Setup {
         task,
         view: view.as_value(),
         number: index + 1,
-        perform_method: perform_method(ruby, task)?,
+        performer,
+        perform_method,
         ends,
         inherited_fds,
         master_pid: run.master_pid,
@@ -116,6 +118,18 @@ fn given_up(ruby: &Ruby, watch: fork_watch::Watch<'_>, error: Error) -> Result<F
         }
         None => Err(error),
     }
+}
+
+/// Picks what performs items: the callable the task's `divvy_performer`
+/// returns (as `Divvy.map`'s task has) and its `call`, or else the task and
+/// its perform method.
+///
+/// Raises what `divvy_performer` raises.
+fn performer(ruby: &Ruby, task: Value) -> Result<(Value, &'static str), Error> {
+    if task.respond_to("divvy_performer", false)? {
+        return Ok((task.funcall("divvy_performer", ())?, "call"));
+    }
+    Ok((task, perform_method(ruby, task)?))
 }
 
 /// Picks `perform`, or `process` for a divvy 1.1 script that defines

@@ -37,8 +37,11 @@ pub struct Setup<'a> {
     pub view: Value,
     /// The worker's number, from 1.
     pub number: usize,
-    /// The method that performs an item (`perform`, or `process` for
-    /// scripts written for divvy 1.1).
+    /// The object whose method performs an item: the task, or what the
+    /// task's `divvy_performer` returned (`Divvy.map`'s block).
+    pub performer: Value,
+    /// That method (`perform`, `process` for scripts written for divvy
+    /// 1.1, or `call`).
     pub perform_method: &'static str,
     /// The worker's ends of its pipes.
     pub ends: WorkerEnds,

@@ -17,10 +17,11 @@ use crate::marshal;
 use crate::vm::call::apply;
 use crate::vm::errors::{class, failure_of, Kind};
 
-/// How this worker performs items: the task, its perform method and what
-/// it takes.
+/// How this worker performs items: the object and method that perform
+/// them (the task and its perform method, or `Divvy.map`'s block and
+/// `call`) and what that takes.
 pub struct Performer {
-    task: Value,
+    receiver: Value,
     method: &'static str,
     method_id: Id,
     arity: Option<Arity>,
@@ -40,10 +41,10 @@ impl Performer {
             .map(|frames| frames.len())
             .unwrap_or(0);
         Performer {
-            task: setup.task,
+            receiver: setup.performer,
             method: setup.perform_method,
             method_id: ruby.intern(setup.perform_method),
-            arity: perform_arity(setup.task, setup.perform_method),
+            arity: perform_arity(setup.performer, setup.perform_method),
             inherited_frames,
             wants_results: setup.wants_results,
         }
@@ -112,7 +113,7 @@ impl Performer {
             Received::Read(dump) => marshal::load_args_from(ruby, dump)?,
         };
         self.check_arity(ruby, args.len())?;
-        let value = apply(ruby, self.task, self.method_id, args)?;
+        let value = apply(ruby, self.receiver, self.method_id, args)?;
         if !self.wants_results {
             return Ok(Frame::Done);
         }
@@ -133,7 +134,7 @@ impl Performer {
             return Ok(());
         };
         // SAFETY: the class name is copied out at once.
-        let class_name = unsafe { self.task.classname() }.into_owned();
+        let class_name = unsafe { self.receiver.classname() }.into_owned();
         let message = format!(
             "{class_name}#{} takes {} but the item has {count}",
             self.method,
