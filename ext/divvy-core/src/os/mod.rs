@@ -96,6 +96,15 @@ pub fn resident_bytes() -> u64 {
     imp::resident_bytes()
 }
 
+/// Returns the machine's host name (`Host` in the job log), "localhost"
+/// when it cannot be read.
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| String::from("localhost"))
+}
+
 /// True when standard output is a pipe or a socket: a reader that goes
 /// away (`| head`) shows as an error condition on it.
 pub fn stdout_is_pipe() -> bool {
