@@ -6,6 +6,7 @@ require 'divvy'
 require 'divvy/cli/exit_status'
 require 'divvy/cli/halt'
 require 'divvy/cli/hook_watch'
+require 'divvy/cli/joblog_options'
 require 'divvy/cli/report'
 require 'divvy/cli/script'
 
@@ -97,6 +98,7 @@ module Divvy
         define_run_options(opts)
         define_worker_options(opts)
         Halt.define(opts, @options)
+        JobLogOptions.define(opts, @options)
         define_other_options(opts)
         ExitStatus.describe(opts)
       end
@@ -153,6 +155,7 @@ module Divvy
     def parse
       rest = parser.order(@argv)
       script = rest.shift or raise UsageError, 'no script given'
+      JobLogOptions.check(@options)
       ARGV.replace(rest)
       script
     end

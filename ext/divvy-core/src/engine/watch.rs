@@ -65,6 +65,7 @@ impl Engine {
         print: &mut dyn FnMut(RawFd, &[u8]),
     ) -> io::Result<()> {
         self.pool.observe_counters(now);
+        self.stamp_journal(now);
         for watched in ready {
             match *watched {
                 Watched::Items(index) => {
