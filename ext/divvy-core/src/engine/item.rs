@@ -25,6 +25,9 @@ pub struct Item {
     pub digest: u64,
     /// When this try was sent to a worker; None until it is.
     pub sent_at: Option<Instant>,
+    /// True once the job log recorded the item as performed, before its
+    /// answer arrived (see `journal`).
+    pub journaled: bool,
 }
 
 impl Item {
@@ -37,6 +40,7 @@ impl Item {
             kept: false,
             digest: 0,
             sent_at: None,
+            journaled: false,
         }
     }
 }

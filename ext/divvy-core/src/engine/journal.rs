@@ -4,6 +4,14 @@
 //! recorded: those dropped when the run stops at once are not, so that a
 //! resumed run performs them.
 //!
+//! A worker batches its answers, and an item's answer may wait in its
+//! batch for as long as the next item takes. So, every `SWEEP_INTERVAL`,
+//! the items a worker's counter says it finished are recorded as
+//! performed before their answers arrive, in runs without results: the
+//! counter is read first and the answer pipe drained after, and a worker
+//! writes a failure before it counts the item, so a counted item whose
+//! answer is not in the pipe was performed.
+//!
 //! A worker killed by a signal the master did not send (TERM from Slurm's
 //! `scancel`, which signals every process of the job at once, or from a
 //! Kubernetes pod's deletion) takes its item down with it, and the master
@@ -13,19 +21,24 @@
 //! run stopped by a signal drops it, and a resumed run performs the item
 //! again.
 
+use std::io;
 use std::time::{Duration, Instant};
 
 use super::exit::Exit;
 use super::item::Item;
 use super::report::{Cause, Who};
 use super::stop::Stop;
-use super::Engine;
+use super::{Action, Engine};
 use crate::joblog::record::{Fault, Record};
 use crate::joblog::writer::Writer;
 
 /// How long the failure of an item whose worker died by a signal waits,
 /// for the master to learn whether the signal was meant to stop the run.
 pub const HOLD: Duration = Duration::from_secs(1);
+
+/// How often the items workers finished are recorded before their answers
+/// arrive.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A run's job log as the engine feeds it.
 #[derive(Debug)]
@@ -39,6 +52,8 @@ pub struct Journal {
     /// stamped with, read once for all the answers read at once, since
     /// reading the clock for each would cost a tiny item dearly.
     now: Instant,
+    /// When the items workers finished were last recorded.
+    swept_at: Instant,
 }
 
 impl Journal {
@@ -49,6 +64,7 @@ impl Journal {
             batch: Vec::new(),
             held: Vec::new(),
             now: Instant::now(),
+            swept_at: Instant::now(),
         }
     }
 
@@ -80,9 +96,13 @@ impl Engine {
     }
 
     /// Records that `item` was performed on worker `who`, its result
-    /// `received` bytes long (0 without one). The master calls it for an
-    /// item whose result it loaded; the engine for the others.
+    /// `received` bytes long (0 without one), unless it was recorded
+    /// already. The master calls it for an item whose result it loaded;
+    /// the engine for the others.
     pub fn journal_performed(&mut self, who: Who, item: &Item, received: usize) {
+        if item.journaled {
+            return;
+        }
         if let Some(journal) = self.journal.as_mut() {
             let mut record = record(who, item, journal.now);
             record.received_bytes = received as u64;
@@ -128,6 +148,51 @@ impl Engine {
         } else {
             journal.batch.push(record);
         }
+    }
+
+    /// Every `SWEEP_INTERVAL`, in a run without results, records as
+    /// performed the items each worker's counter (read at the start of
+    /// this turn, before any pipe) says it finished and that have not been
+    /// answered for: drains its answer pipe first, so that what remains is
+    /// only performed items whose answers wait in the worker's batch.
+    ///
+    /// Returns the OS error of a failed read.
+    pub(super) fn sweep_journal(
+        &mut self,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> io::Result<()> {
+        let due = match &self.journal {
+            Some(journal) => now.saturating_duration_since(journal.swept_at) >= SWEEP_INTERVAL,
+            None => false,
+        };
+        if !due || self.options.wants_results {
+            return Ok(());
+        }
+        for index in 0..self.pool.len() {
+            if self
+                .pool
+                .worker_mut(index)
+                .finished_items_mut()
+                .all(|item| item.journaled)
+            {
+                continue;
+            }
+            self.read_answers(index, actions)?;
+            let worker = self.pool.worker_mut(index);
+            let who = worker.who();
+            let Some(journal) = self.journal.as_mut() else {
+                break;
+            };
+            for item in worker.finished_items_mut().filter(|item| !item.journaled) {
+                item.journaled = true;
+                journal.batch.push(record(who, item, now));
+            }
+        }
+        if let Some(journal) = self.journal.as_mut() {
+            journal.swept_at = now;
+        }
+        Ok(())
     }
 
     /// Hands this turn's records to the writer, with the failures held
@@ -261,6 +326,35 @@ mod tests {
                 ("5".into(), "performed".into(), "0".into(), "-".into()),
                 ("6".into(), "failed".into(), "0".into(), "raised".into())
             ]
+        );
+    }
+
+    #[test]
+    fn records_what_a_worker_counted_before_its_answer_arrives_and_only_once() {
+        let (mut engine, _ends, path) = journaled("sweep");
+        for index in [4, 5] {
+            engine.pool.worker_mut(0).assign(item(index), at(0));
+        }
+        crate::engine::tests::count(&engine, 0, 2, 1);
+        let mut actions = Vec::new();
+        let start = Instant::now();
+        engine.pool.observe_counters(start);
+        engine.sweep_journal(start, &mut actions).unwrap();
+        engine.ship_journal(start);
+        engine
+            .sweep_journal(start + SWEEP_INTERVAL, &mut actions)
+            .unwrap();
+        engine.ship_journal(start + SWEEP_INTERVAL);
+        engine.on_frame(0, Frame::Done, &mut actions);
+        engine.on_frame(0, Frame::Done, &mut actions);
+        engine.close_journal(false).unwrap();
+        assert_eq!(
+            lines(&path),
+            [
+                ("5".into(), "performed".into(), "0".into(), "-".into()),
+                ("6".into(), "performed".into(), "0".into(), "-".into())
+            ],
+            "item 4 once, when swept; item 5 with its answer"
         );
     }
 
