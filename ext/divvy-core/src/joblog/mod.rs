@@ -30,4 +30,3 @@ pub struct Settings {
     /// What the run does with the items the log recorded.
     pub resume: Resume,
 }
-
