@@ -97,8 +97,7 @@ module Divvy
         opts.separator ''
         define_run_options(opts)
         define_worker_options(opts)
-        Halt.define(opts, @options)
-        JobLogOptions.define(opts, @options)
+        [Halt, JobLogOptions].each { |options| options.define(opts, @options) }
         define_other_options(opts)
         ExitStatus.describe(opts)
       end
@@ -153,9 +152,8 @@ module Divvy
 
     # Returns the script path; leaves the script's own arguments in ARGV.
     def parse
-      rest = parser.order(@argv)
+      rest = parser.order(@argv).tap { JobLogOptions.check(@options) }
       script = rest.shift or raise UsageError, 'no script given'
-      JobLogOptions.check(@options)
       ARGV.replace(rest)
       script
     end

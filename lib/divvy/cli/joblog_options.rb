@@ -11,11 +11,13 @@ module Divvy
       # @param options [Hash] the keywords for Divvy::Master.new
       # @return [void]
       def self.define(opts, options)
-        opts.on('--joblog FILE', 'record each item in FILE as it ends (under --shard, FILE.I-of-N)') do |file|
+        opts.on('--joblog FILE', 'record each item in FILE when it settles (under --shard: run.I-of-N.log)') do |file|
           options[:joblog] = file
         end
-        opts.on('--resume', 'skip the items the job log records as performed or failed') { options[:resume] = true }
-        opts.on('--resume-failed', 'skip the items the job log records as performed') { options[:resume] = :failed }
+        opts.on('--resume', 'skip the items the job log recorded as performed or failed') { options[:resume] = true }
+        opts.on('--resume-failed', 'as --resume, but perform again those it recorded as failed') do
+          options[:resume] = :failed
+        end
       end
 
       # Checks the options once the command line is read.
