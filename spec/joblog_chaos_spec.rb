@@ -12,8 +12,8 @@ RSpec.describe 'the job log when the master is killed' do
   # missing from the log: the answer's trip (a worker batches answers for
   # up to 2 ms, or longer while its next item runs: then the master records
   # it from the worker's counter within 100 ms), a turn of the master's
-  # loop, and the writer thread's 10 ms interval. Measured: at most 0.010 s
-  # (21 to 45 items performed again over 6 kills of 2,000 items, 0 to 3 of
+  # loop, and the writer thread's 2 ms interval. Measured: at most 0.006 s
+  # (13 to 19 items performed again over 6 kills of 2,000 items, 1 to 3 of
   # them in flight) on 2 shared cores; the bound leaves room for a slower
   # machine.
   let(:flush_bound) { 0.5 }

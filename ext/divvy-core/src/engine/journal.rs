@@ -68,11 +68,10 @@ impl Journal {
         }
     }
 
-    /// Hands the records gathered so far to the writer.
+    /// Offers the records gathered so far to the writer (see
+    /// `Writer::offer`).
     fn ship(&mut self) {
-        if !self.batch.is_empty() {
-            self.writer.hand_over(&mut self.batch);
-        }
+        self.writer.offer(&mut self.batch);
     }
 }
 
@@ -230,7 +229,7 @@ impl Engine {
                 .batch
                 .extend(held.into_iter().map(|(_, record)| record));
         }
-        journal.ship();
+        journal.writer.hand_over(&mut journal.batch);
         journal.writer.finish()
     }
 }
