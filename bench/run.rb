@@ -72,6 +72,14 @@ ROWS = {
      "(#{fmt(rate['marshal'], 0)}/s)",
      ">= 10x parallel: #{target(ratio >= 10)}; moonshot >= 0.5x round trips: #{target(round_trips >= 0.5)}"]
   end,
+  'tiny_joblog' => lambda do
+    rate = compare('tiny', runners: %w[divvy divvy_joblog]).transform_values { |result| 200_000 / result[:seconds] }
+    cost = 1 - (rate['divvy_joblog'] / rate['divvy'])
+    ['tiny with --joblog: the tiny workload, each item recorded in a job log (items/s)',
+     [fmt(rate['divvy_joblog'], 0), NO_POOL, NO_POOL],
+     "#{fmt(cost * 100, 1)}% slower than without the log (#{fmt(rate['divvy'], 0)}/s in this row's runs)",
+     "costs < 10%: #{target(cost < 0.1)}"]
+  end,
   'latency' => lambda do
     startup = compare('startup', runners: ['divvy'])['divvy'][:seconds]
     wall = compare('latency').transform_values { |result| result[:seconds] }
@@ -186,10 +194,13 @@ report = <<~MARKDOWN
   Produced by `rake bench` (`ruby bench/run.rb`): each workload runs divvy,
   the `parallel` gem (`Parallel.each(..., in_processes: n)`, streaming from
   a lambda) and the minimal fork-and-pipe pool in `bench/ruby_pool.rb`,
-  alternating, in fresh processes; the table shows medians. Time is measured
+  alternating, in fresh processes; the table shows medians (`#{NO_POOL}`:
+  a runner the row does not run). Time is measured
   inside each process around the run, forks included. The tiny workload
   also runs in one process without workers, making each item's
-  `Marshal.load(Marshal.dump(item))` round trip, as a yardstick. The
+  `Marshal.load(Marshal.dump(item))` round trip, as a yardstick; the row
+  under it runs divvy on the same items with and without `joblog:`
+  (alternating), and shows what writing the job log costs. The
   start-up row times whole commands from spawn to exit instead,
   #{REPETITIONS * 6} rounds (`bench/startup.rb` says which).
 

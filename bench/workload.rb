@@ -5,9 +5,10 @@
 # the memory workload).
 #
 # For the workloads without results (WORKLOADS), RUNNER is divvy (a task
-# class), parallel (the parallel gem), ruby_pool (bench/ruby_pool.rb) or
-# marshal: no workers, one process making each item's Marshal round trip
-# itself (the yardstick of the tiny workload).
+# class), divvy_joblog (the same, with a job log), parallel (the parallel
+# gem), ruby_pool (bench/ruby_pool.rb) or marshal: no workers, one process
+# making each item's Marshal round trip itself (the yardstick of the tiny
+# workload).
 #
 # For the map workloads (MAPS), RUNNER is divvy (Divvy.map), parallel
 # (Parallel.map), divvy_task (the task path: a task class whose perform runs
@@ -19,6 +20,8 @@
 
 require 'digest'
 require 'json'
+require 'fileutils'
+require 'tmpdir'
 
 runner, workload, count = ARGV
 $LOAD_PATH.unshift(File.expand_path('../lib', __dir__))
@@ -106,9 +109,19 @@ class RangeTask
   end
 end
 
+# Where the divvy_joblog runner writes its job log.
+JOBLOG_DIR = Dir.mktmpdir('divvy-bench-')
+at_exit { FileUtils.rm_rf(JOBLOG_DIR) }
+
 # How each runner performs the items of a workload without results.
 ITEM_RUNNERS = {
   'divvy' => ->(spec, items, perform) { Divvy::Master.new(BenchTask.new(items, perform), spec[:workers]).run },
+  # divvy recording each item in a new job log (JOBLOG_DIR, removed at exit,
+  # after the clock stops).
+  'divvy_joblog' => lambda do |spec, items, perform|
+    joblog = File.join(JOBLOG_DIR, 'run.log')
+    Divvy::Master.new(BenchTask.new(items, perform), spec[:workers], joblog: joblog).run
+  end,
   # The parallel gem streams from a lambda that returns Parallel::Stop at the end.
   'parallel' => lambda do |spec, items, perform|
     Parallel.each(-> { items.call || Parallel::Stop }, in_processes: spec[:workers]) { |item| perform.call(item) }

@@ -6,6 +6,7 @@ require 'divvy'
 require 'divvy/cli/exit_status'
 require 'divvy/cli/halt'
 require 'divvy/cli/hook_watch'
+require 'divvy/cli/joblog_options'
 require 'divvy/cli/report'
 require 'divvy/cli/script'
 
@@ -96,7 +97,7 @@ module Divvy
         opts.separator ''
         define_run_options(opts)
         define_worker_options(opts)
-        Halt.define(opts, @options)
+        [Halt, JobLogOptions].each { |options| options.define(opts, @options) }
         define_other_options(opts)
         ExitStatus.describe(opts)
       end
@@ -151,7 +152,7 @@ module Divvy
 
     # Returns the script path; leaves the script's own arguments in ARGV.
     def parse
-      rest = parser.order(@argv)
+      rest = parser.order(@argv).tap { JobLogOptions.check(@options) }
       script = rest.shift or raise UsageError, 'no script given'
       ARGV.replace(rest)
       script

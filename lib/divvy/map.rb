@@ -149,6 +149,13 @@ module Divvy
       @with_index ? method(:perform) : @block
     end
 
+    # Checks the keywords a run of this task is made with. Runs in the
+    # master, before the run.
+    #
+    # @param _options [Hash] the keywords for `Divvy::Master.new`
+    # @return [void]
+    def check(_options); end
+
     # The arity of a callable: a Proc's or Method's own, or its #call's.
     #
     # @param callable [#call]
@@ -199,6 +206,19 @@ module Divvy
       { results: @results }
     end
 
+    # Refuses `resume:`: a job log keeps no results, so the items a resumed
+    # run skips would have none. Runs in the master, before the run.
+    #
+    # @param options [Hash] the keywords for `Divvy::Master.new`
+    # @return [void]
+    # @raise [Divvy::Error] with `resume:`
+    def check(options)
+      return unless options[:resume]
+
+      raise Error, 'Divvy.map cannot resume: a job log keeps no results, so the items it skipped would have ' \
+                   'none; use Divvy.each with resume:, or Divvy.map with joblog: alone'
+    end
+
     # What Divvy.map returns once the run is over. Runs in the master.
     #
     # @return [Object] the first Break's value when a block raised
@@ -226,7 +246,8 @@ module Divvy
     # @param enumerable [#each] the items; lazy and endless sources stream
     # @param options [Hash] the keywords below, and those of
     #   `Divvy::Master.new` (retries:, timeout:, max_tasks:,
-    #   max_memory:, shard:, progress:, halt:)
+    #   max_memory:, shard:, progress:, halt:, joblog:, resume:;
+    #   Divvy.map refuses resume:, see {Divvy.map})
     # @option options [Integer] :workers (Divvy.processors) how many worker
     #   processes
     # @option options [Boolean] :verbose (false) log worker starts, exits
@@ -270,6 +291,11 @@ module Divvy
     # Like {Divvy.each}, but returns the block's results in input order.
     # Each result travels back with Marshal. Runs in the master.
     #
+    # `joblog:` records each item as Divvy.each does, but `resume:` is
+    # refused: a job log keeps no results, so the items a resumed run
+    # skipped would have none. Resume a Divvy.each whose block writes its
+    # results somewhere that lasts instead.
+    #
     # @param (see Divvy.each)
     # @option (see Divvy.each)
     # @yieldparam values [Array<Object>] what `each` yielded, in a worker
@@ -282,6 +308,7 @@ module Divvy
     #   others in its #others, the results gathered in its #results), once
     #   the items in flight finished
     # @raise (see Divvy.each)
+    # @raise [Divvy::Error] with `resume:`
     def map(enumerable, **options, &block)
       run(Map.new(enumerable, block || raise(ArgumentError, 'Divvy.map needs a block')), **options)
     end
@@ -308,6 +335,7 @@ module Divvy
     # the run soon, unless `halt:` says otherwise.
     def run(task, workers: Divvy.processors, verbose: false, halt: 'soon,fail=1', **options)
       task.hooks = options.slice(*HOOKS)
+      task.check(options)
       Master.new(task, workers, verbose, halt: halt, **options.except(*HOOKS), **task.master_options).run
       task.outcome
     end

@@ -9,11 +9,13 @@
 //! - `wire`: what travels between master and workers: frames, links,
 //!   payloads, batched answers, the shared counter, the wake pipe.
 //! - `plain`: Marshal dumps of plain values, written and read without Ruby.
+//! - `joblog`: the job log: records, the writer thread, resuming.
 //! - `os`: operating-system specifics, each with a portable fallback.
 //!
-//! Dependencies run one way: `engine` -> `wire`, `plain` -> `os`.
+//! Dependencies run one way: `engine` -> `joblog` -> `wire`, `plain` -> `os`.
 
 pub mod engine;
+pub mod joblog;
 pub mod os;
 pub mod plain;
 pub mod wire;

@@ -42,7 +42,7 @@ impl Engine {
     }
 
     /// Settles one answer of worker `index`.
-    fn on_frame(&mut self, index: usize, frame: Frame, actions: &mut Vec<Action>) {
+    pub(super) fn on_frame(&mut self, index: usize, frame: Frame, actions: &mut Vec<Action>) {
         let (failure, result) = match frame {
             Frame::Ready => {
                 self.pool.worker_mut(index).booted();
@@ -65,7 +65,12 @@ impl Engine {
                         let who = self.pool.worker(index).who();
                         actions.push(Action::Completed { who, item, result });
                     }
-                    None => self.settled(item, actions),
+                    None => {
+                        if self.keeps_journal() {
+                            self.journal_performed(self.pool.worker(index).who(), &item, 0);
+                        }
+                        self.settled(item, actions)
+                    }
                 }
             }
             Ok(Answer::Failed(item, failure)) => {
@@ -82,6 +87,8 @@ impl Engine {
         match self.pool.worker_mut(index).answer(None) {
             Ok(Answer::Performed(item)) => {
                 self.count_performed(1, actions);
+                let who = self.pool.worker(index).who();
+                self.journal_performed(who, &item, value.len());
                 self.broke = true;
                 actions.push(Action::Broke { item, value });
             }

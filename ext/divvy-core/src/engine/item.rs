@@ -1,5 +1,7 @@
 //! One unit of work as the master holds it.
 
+use std::time::Instant;
+
 use crate::wire::payload::Payload;
 
 /// One dispatched item: where it came in dispatch order, its Marshal dump
@@ -18,6 +20,14 @@ pub struct Item {
     /// item (its dump may not load back): the engine tells it when the
     /// item settles.
     pub kept: bool,
+    /// The digest of `payload` when the run keeps a job log (see
+    /// `joblog::digest`), 0 otherwise.
+    pub digest: u64,
+    /// When this try was sent to a worker; None until it is.
+    pub sent_at: Option<Instant>,
+    /// True once the job log recorded the item as performed, before its
+    /// answer arrived (see `journal`).
+    pub journaled: bool,
 }
 
 impl Item {
@@ -28,6 +38,9 @@ impl Item {
             payload,
             attempt: 1,
             kept: false,
+            digest: 0,
+            sent_at: None,
+            journaled: false,
         }
     }
 }

@@ -13,13 +13,15 @@
 //! - `deadlines`: the timeout, the TERM-then-KILL schedule, how long to wait;
 //! - `lifecycle`: starting, replacing and resizing workers;
 //! - `halt`: the halt policy, and when it ends the run early;
-//! - `watch`: which pipes to wait on, and reading what they bring.
+//! - `watch`: which pipes to wait on, and reading what they bring;
+//! - `journal`: recording settled items in the job log.
 
 mod answers;
 mod deadlines;
 pub mod exit;
 pub mod halt;
 pub mod item;
+pub mod journal;
 mod lifecycle;
 pub mod options;
 pub mod pace;
@@ -38,6 +40,7 @@ use std::time::Instant;
 
 use self::halt::{Baseline, Halted};
 use self::item::Item;
+use self::journal::Journal;
 use self::options::RunOptions;
 use self::pace::MAX_WINDOW;
 use self::pool::Pool;
@@ -137,6 +140,8 @@ pub struct Engine {
     halted: Option<Halted>,
     /// The scoreboard's counts when the run began.
     baseline: Baseline,
+    /// The job log, when the run keeps one.
+    journal: Option<Journal>,
 }
 
 impl Engine {
@@ -165,6 +170,7 @@ impl Engine {
             broke: false,
             halted: None,
             baseline: Baseline::default(),
+            journal: None,
         };
         engine.begin_counts();
         engine

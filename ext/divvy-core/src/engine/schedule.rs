@@ -29,6 +29,13 @@ impl Engine {
         self.recycle(item.payload);
     }
 
+    /// Drops `item`, which a resumed run skips (its job log recorded it):
+    /// counts it as skipped and keeps its buffer for a new item.
+    pub fn skip(&mut self, item: Item) {
+        self.board.skipped.add(1);
+        self.recycle(item.payload);
+    }
+
     /// Keeps the buffer of a performed item's payload for a new item.
     fn recycle(&mut self, payload: Payload) {
         let buffer = payload.into_buffer();
@@ -79,7 +86,7 @@ impl Engine {
     /// Returns the item back when no worker has room.
     fn place(
         &mut self,
-        item: Item,
+        mut item: Item,
         now: Instant,
         actions: &mut Vec<Action>,
     ) -> io::Result<Option<Item>> {
@@ -95,6 +102,7 @@ impl Engine {
             }
         };
         let worker = self.pool.worker_mut(index);
+        item.sent_at = Some(now);
         worker.send(item, now)?;
         if self
             .options

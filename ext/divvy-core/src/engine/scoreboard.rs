@@ -38,6 +38,8 @@ pub struct Scoreboard {
     pub performed: Tally,
     /// Items finally failed, after their retries.
     pub failed: Tally,
+    /// Items a resumed run skipped: its job log recorded them.
+    pub skipped: Tally,
     /// Times an item was sent again after it failed.
     pub retried: Tally,
     /// Failures as they happened: each raise, death during an item or

@@ -24,6 +24,7 @@ impl Engine {
     /// answers first (`read_answers`), so that an item it answered is not
     /// taken for lost.
     pub fn on_exit(&mut self, index: usize, exit: Exit, now: Instant, actions: &mut Vec<Action>) {
+        self.stamp_journal(now);
         let worker = self.pool.worker_mut(index);
         let who = worker.who();
         let expected = worker.phase() == Phase::Leaving && !worker.timed_out();
@@ -40,6 +41,7 @@ impl Engine {
         } else {
             self.count_performed(departure.finished.len() as u64, actions);
             for item in departure.finished {
+                self.journal_performed(who, &item, 0);
                 self.settled(item, actions);
             }
         }
@@ -129,7 +131,10 @@ impl Engine {
                 again.attempt = retry.attempt;
                 self.queue.push_back(again);
             }
-            None => self.board.failed.add(1),
+            None => {
+                self.board.failed.add(1);
+                self.journal_failed(who, &item, &cause);
+            }
         }
         actions.push(Action::Failed {
             who,

@@ -54,7 +54,8 @@ impl Engine {
 
     /// Handles the pipes a wait found `ready`: reads the workers' counters
     /// and answers, writes what is queued, and hands what workers printed
-    /// to `print` with the stream (1 or 2) it was for.
+    /// to `print` with the stream (1 or 2) it was for; then records in the
+    /// job log the items workers finished (see `journal`).
     ///
     /// Returns the OS error of a failed read or write.
     pub fn collect(
@@ -65,6 +66,7 @@ impl Engine {
         print: &mut dyn FnMut(RawFd, &[u8]),
     ) -> io::Result<()> {
         self.pool.observe_counters(now);
+        self.stamp_journal(now);
         for watched in ready {
             match *watched {
                 Watched::Items(index) => {
@@ -83,7 +85,7 @@ impl Engine {
                 }
             }
         }
-        Ok(())
+        self.sweep_journal(now, actions)
     }
 
     /// Once worker `index` has answered for every item it held, prints all

@@ -261,6 +261,14 @@ impl Worker {
         finished_unanswered(self.finished, self.answered, self.held.len())
     }
 
+    /// The items held that the worker has finished but not yet answered
+    /// for, oldest first: its counter says so, their answers wait in the
+    /// worker's batch.
+    pub fn finished_items_mut(&mut self) -> impl Iterator<Item = &mut Item> + '_ {
+        let count = self.finished_unanswered();
+        self.held.iter_mut().take(count)
+    }
+
     /// Items held that the worker has not finished.
     pub fn unfinished(&self) -> usize {
         self.held.len() - self.finished_unanswered()

@@ -100,3 +100,14 @@ pub fn resident_bytes() -> u64 {
         .unwrap_or(0);
     pages * super::page_size() as u64
 }
+
+pub fn start_writeback(file: &std::fs::File) -> io::Result<()> {
+    // SAFETY: sync_file_range only reads the descriptor, which `file` keeps
+    // open; offset 0 and length 0 mean the whole file.
+    let started =
+        unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    match started {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}

@@ -96,6 +96,24 @@ pub fn resident_bytes() -> u64 {
     imp::resident_bytes()
 }
 
+/// Starts writing to disk what was written to `file`, without waiting for
+/// the disk (Linux: `sync_file_range`); the portable fallback syncs the
+/// file's data (`fdatasync`), waiting.
+///
+/// Returns the OS error.
+pub fn start_writeback(file: &std::fs::File) -> std::io::Result<()> {
+    imp::start_writeback(file)
+}
+
+/// Returns the machine's host name (`Host` in the job log), "localhost"
+/// when it cannot be read.
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| String::from("localhost"))
+}
+
 /// True when standard output is a pipe or a socket: a reader that goes
 /// away (`| head`) shows as an error condition on it.
 pub fn stdout_is_pipe() -> bool {

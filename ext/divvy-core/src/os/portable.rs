@@ -44,6 +44,10 @@ pub fn die_with_parent(master_pid: i32) -> bool {
 
 pub fn keep_freed_memory() {}
 
+pub fn start_writeback(file: &std::fs::File) -> io::Result<()> {
+    file.sync_data()
+}
+
 #[cfg(target_os = "macos")]
 pub fn resident_bytes() -> u64 {
     let mut info = std::mem::MaybeUninit::<libc::proc_taskinfo>::zeroed();

@@ -10,7 +10,7 @@ use divvy_core::engine::item::Item;
 use divvy_core::engine::report::truncate;
 
 use super::run::{Run, RunCell};
-use super::{traps, turn};
+use super::{joblog, traps, turn};
 use crate::marshal;
 use crate::vm::errors::{divvy_error, failure_of, os_error};
 
@@ -37,11 +37,12 @@ pub fn dispatch(ruby: &Ruby, cell: &RunCell) -> Result<(), Error> {
 }
 
 /// Sends one item `dispatch` yielded (its arguments `args`), turning the
-/// loop until a worker has room for it; skips an item of another shard.
+/// loop until a worker has room for it; skips an item of another shard,
+/// and one a resumed run need not perform.
 ///
-/// Returns nil; raises `Divvy::Error` when the item cannot be marshalled,
-/// and what turning the loop raises (`Shutdown`, `BootFailure`, a hook's
-/// exception).
+/// Returns nil; raises `Divvy::Error` when the item cannot be marshalled
+/// or is not the one the job log recorded at its index, and what turning
+/// the loop raises (`Shutdown`, `BootFailure`, a hook's exception).
 fn on_item(ruby: &Ruby, cell: &RunCell, args: &[Value]) -> Result<Value, Error> {
     let mut run = cell.lock(ruby)?;
     if stopping(&mut run) {
@@ -60,7 +61,9 @@ fn on_item(ruby: &Ruby, cell: &RunCell, args: &[Value]) -> Result<Value, Error> 
     let buffer = run.engine.spare_buffer();
     let (payload, plain) = marshal::dump_args(ruby, args, buffer)
         .map_err(|error| unmarshalable_item(ruby, args, &error))?;
-    let mut item = Item::new(position, payload);
+    let Some(mut item) = joblog::admit(ruby, &mut run, Item::new(position, payload))? else {
+        return Ok(ruby.qnil().as_value());
+    };
     if !plain && run.keeps_args {
         // Its dump may not load back (a `marshal_load` that raises): the
         // hooks then get the arguments as yielded.

@@ -1,5 +1,7 @@
-//! The progress line (`--progress`): items done and failed, rate, elapsed
-//! time, and a bar with an ETA when the total is known. On a terminal,
+//! The progress line (`--progress`): items done and failed (and skipped,
+//! by a resumed run), rate, elapsed time, and a bar with an ETA when the
+//! total is known: a skipped item leaves the total, so that the rate and
+//! the ETA count only the items performed. On a terminal,
 //! indicatif redraws it in place, fitted to the terminal's width at each
 //! draw, and workers' output is passed through the master so that it is
 //! printed above the line, never into it; elsewhere a plain line is logged
@@ -25,7 +27,9 @@ const MIN_BAR_WIDTH: usize = 10;
 /// A run's progress display.
 pub struct Meter {
     bar: Option<ProgressBar>,
+    total: Option<u64>,
     failed: Arc<AtomicU64>,
+    skipped: Arc<AtomicU64>,
     started: Instant,
     plain_at: Instant,
 }
@@ -35,6 +39,7 @@ impl Meter {
     /// stderr is a terminal, plain lines otherwise.
     pub fn new(total: Option<u64>) -> Meter {
         let failed = Arc::new(AtomicU64::new(0));
+        let skipped = Arc::new(AtomicU64::new(0));
         let bar = std::io::stderr().is_terminal().then(|| {
             // A spinner and a space stand before the line when the total is
             // unknown.
@@ -42,14 +47,19 @@ impl Meter {
                 Some(_) => ("{line}", 0),
                 None => ("{spinner} {line}", 2),
             };
-            let counted = Arc::clone(&failed);
+            let counted = (Arc::clone(&failed), Arc::clone(&skipped));
             let style = ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .with_key(
                     "line",
                     move |state: &ProgressState, out: &mut dyn std::fmt::Write| {
                         let width = usize::from(console::Term::stderr().size().1);
-                        let progress = Progress::of(state, counted.load(Ordering::Relaxed));
+                        let (failed, skipped) = &counted;
+                        let progress = Progress::of(
+                            state,
+                            failed.load(Ordering::Relaxed),
+                            skipped.load(Ordering::Relaxed),
+                        );
                         let _ = out.write_str(&progress.line(width.saturating_sub(spinner_width)));
                     },
                 );
@@ -57,7 +67,9 @@ impl Meter {
         });
         Meter {
             bar,
+            total,
             failed,
+            skipped,
             started: Instant::now(),
             plain_at: Instant::now(),
         }
@@ -69,19 +81,29 @@ impl Meter {
         self.bar.is_some()
     }
 
-    /// Shows `done` items finished, `failed` of them failed. Returns a plain
-    /// progress line when one is due (no terminal).
-    pub fn update(&mut self, done: u64, failed: u64) -> Option<String> {
+    /// Shows `done` items finished, `failed` of them failed, and `skipped`
+    /// more. Returns a plain progress line when one is due (no terminal).
+    pub fn update(&mut self, done: u64, failed: u64, skipped: u64) -> Option<String> {
         if let Some(bar) = &self.bar {
-            self.failed.store(failed, Ordering::Relaxed);
-            bar.set_position(done);
+            self.show(bar, done, failed, skipped);
             return None;
         }
         if self.plain_at.elapsed() < PLAIN_INTERVAL {
             return None;
         }
         self.plain_at = Instant::now();
-        Some(plain_line(done, failed, self.started.elapsed()))
+        Some(plain_line(done, failed, skipped, self.started.elapsed()))
+    }
+
+    /// Moves `bar` to the counts; skipped items leave its length.
+    fn show(&self, bar: &ProgressBar, done: u64, failed: u64, skipped: u64) {
+        self.failed.store(failed, Ordering::Relaxed);
+        if self.skipped.swap(skipped, Ordering::Relaxed) != skipped {
+            if let Some(total) = self.total {
+                bar.set_length(total.saturating_sub(skipped));
+            }
+        }
+        bar.set_position(done);
     }
 
     /// Writes a worker's output to `fd` (1 or 2) above the bar.
@@ -100,15 +122,14 @@ impl Meter {
 
     /// Shows the final counts: leaves the line on the terminal, without an
     /// ETA, or returns the last plain line.
-    pub fn finish(&mut self, done: u64, failed: u64) -> Option<String> {
+    pub fn finish(&mut self, done: u64, failed: u64, skipped: u64) -> Option<String> {
         match &self.bar {
             Some(bar) => {
-                self.failed.store(failed, Ordering::Relaxed);
-                bar.set_position(done);
+                self.show(bar, done, failed, skipped);
                 bar.finish();
                 None
             }
-            None => Some(plain_line(done, failed, self.started.elapsed())),
+            None => Some(plain_line(done, failed, skipped, self.started.elapsed())),
         }
     }
 }
@@ -119,6 +140,7 @@ struct Progress {
     done: u64,
     total: Option<u64>,
     failed: u64,
+    skipped: u64,
     per_sec: f64,
     elapsed: Duration,
     /// The time left; None when the total is unknown or the run is over.
@@ -126,13 +148,15 @@ struct Progress {
 }
 
 impl Progress {
-    /// Reads the progress from indicatif's `state`, with `failed` items.
-    fn of(state: &ProgressState, failed: u64) -> Progress {
+    /// Reads the progress from indicatif's `state`, with `failed` and
+    /// `skipped` items.
+    fn of(state: &ProgressState, failed: u64, skipped: u64) -> Progress {
         let total = state.len();
         Progress {
             done: state.pos(),
             total,
             failed,
+            skipped,
             per_sec: state.per_sec(),
             elapsed: state.elapsed(),
             eta: (total.is_some() && !state.is_finished()).then(|| state.eta()),
@@ -140,7 +164,8 @@ impl Progress {
     }
 
     /// The line, at most `width` columns wide: "[bar] 12/30 done, 0
-    /// failed, 45.2/s, 3s elapsed, ETA 1s". What does not fit goes: the
+    /// failed, 45.2/s, 3s elapsed, ETA 1s" (", 5 skipped" after the failed
+    /// when a resumed run skipped items). What does not fit goes: the
     /// bar shrinks, then goes, then the elapsed time, the rate and the ETA
     /// go, in that order; the counts stay (cut only on the narrowest
     /// terminals).
@@ -150,7 +175,7 @@ impl Progress {
                 Some(total) => format!("{}/{total} done", self.done),
                 None => format!("{} done", self.done),
             },
-            format!("{} failed", self.failed),
+            failed_and_skipped(self.failed, self.skipped),
             format!("{:.1}/s", self.per_sec),
             format!("{:#} elapsed", HumanDuration(self.elapsed)),
         ];
@@ -182,13 +207,23 @@ fn bar(done: u64, total: u64, width: usize) -> String {
     "█".repeat(filled) + &"░".repeat(width - filled)
 }
 
-/// The plain progress line: "1234 done, 2 failed, 456.7/s, 12s elapsed".
-pub fn plain_line(done: u64, failed: u64, elapsed: Duration) -> String {
+/// The plain progress line: "1234 done, 2 failed, 456.7/s, 12s elapsed"
+/// (", 5 skipped" after the failed when a resumed run skipped items).
+pub fn plain_line(done: u64, failed: u64, skipped: u64, elapsed: Duration) -> String {
     let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
     format!(
-        "{done} done, {failed} failed, {rate:.1}/s, {}s elapsed",
+        "{done} done, {}, {rate:.1}/s, {}s elapsed",
+        failed_and_skipped(failed, skipped),
         elapsed.as_secs()
     )
+}
+
+/// "2 failed", or "2 failed, 5 skipped" when items were skipped.
+fn failed_and_skipped(failed: u64, skipped: u64) -> String {
+    match skipped {
+        0 => format!("{failed} failed"),
+        _ => format!("{failed} failed, {skipped} skipped"),
+    }
 }
 
 #[cfg(test)]
@@ -200,6 +235,7 @@ mod tests {
             done: 12,
             total: Some(30),
             failed: 1,
+            skipped: 0,
             per_sec: 45.25,
             elapsed: Duration::from_secs(3),
             eta: eta.map(Duration::from_secs),
@@ -209,8 +245,12 @@ mod tests {
     #[test]
     fn the_plain_line_says_done_failed_rate_and_time() {
         assert_eq!(
-            plain_line(1000, 2, Duration::from_secs(4)),
+            plain_line(1000, 2, 0, Duration::from_secs(4)),
             "1000 done, 2 failed, 250.0/s, 4s elapsed"
+        );
+        assert_eq!(
+            plain_line(1000, 2, 30, Duration::from_secs(4)),
+            "1000 done, 2 failed, 30 skipped, 250.0/s, 4s elapsed"
         );
     }
 

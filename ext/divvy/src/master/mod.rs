@@ -11,6 +11,7 @@ mod dispatch;
 mod finish;
 mod fork;
 mod fork_watch;
+mod joblog;
 mod meter;
 mod reap;
 mod report;
@@ -132,10 +133,11 @@ fn drive(ruby: &Ruby, cell: &RunCell) -> Result<(), Error> {
     }
 }
 
-/// Ends the run's display (the last progress line, the title) and prints
-/// the summary under `-v`, after a failure or a halt.
+/// Closes the job log, ends the run's display (the last progress line,
+/// the title) and prints the summary under `-v`, after a failure or a
+/// halt.
 ///
-/// Returns `outcome`, or what printing raised.
+/// Returns `outcome`, or what closing the job log or printing raised.
 fn conclude(
     ruby: &Ruby,
     cell: &RunCell,
@@ -146,16 +148,19 @@ fn conclude(
         return outcome;
     };
     run.engine.keep_spliced_bytes();
+    let stopped = run.engine.stop() != Stop::No || traps::requested_stop() != Stop::No;
+    let outcome = outcome.and(joblog::close(ruby, &mut run, stopped));
     title::restore(ruby);
     if run.stdout_closed {
         // Stopped as `head` expects: quietly.
         return outcome;
     }
     let (done, failed) = run.board.settled();
+    let skipped = run.board.skipped.get();
     if let Some(line) = run
         .meter
         .as_mut()
-        .and_then(|meter| meter.finish(done, failed))
+        .and_then(|meter| meter.finish(done, failed, skipped))
     {
         // The last progress line is no reason to fail a run.
         let _ = say(ruby, &line);

@@ -80,6 +80,7 @@ fn send_signal(pid: i32, signal: i32) {
 ///
 /// Raises what the hook raises, and what storing raises.
 fn completed(ruby: &Ruby, run: &mut Run, who: Who, item: Item, result: &[u8]) -> Result<(), Error> {
+    let received = result.len();
     let result = match marshal::load_result(ruby, result) {
         Ok(result) => result,
         Err(error) => {
@@ -93,6 +94,7 @@ fn completed(ruby: &Ruby, run: &mut Run, who: Who, item: Item, result: &[u8]) ->
             return Ok(());
         }
     };
+    run.engine.journal_performed(who, &item, received);
     run.store_result(item.index, result)?;
     if !run.calls_completed {
         return Ok(());
@@ -272,15 +274,20 @@ pub fn shutdown_error(ruby: &Ruby, run: &Run, how: &str) -> Error {
     }
 }
 
-/// Prints the run's summary line: items performed, failed and retried,
-/// workers respawned, wall time; and why the halt policy ended the run,
-/// when it did.
+/// Prints the run's summary line: items performed, skipped (by a resumed
+/// run; said only when there are some), failed and retried, workers
+/// respawned, wall time; and why the halt policy ended the run, when it
+/// did.
 ///
 /// Raises what `$stderr.write` raises.
 pub fn summarize(ruby: &Ruby, run: &Run, elapsed: Duration) -> Result<(), Error> {
     let board = &run.board;
+    let skipped = match board.skipped.get() {
+        0 => String::new(),
+        count => format!(", {count} skipped"),
+    };
     let mut line = format!(
-        "{} performed, {} failed, {} retried, {} workers respawned in {:.2}s",
+        "{} performed{skipped}, {} failed, {} retried, {} workers respawned in {:.2}s",
         board.performed.get(),
         board.failed.get(),
         board.retried.get(),

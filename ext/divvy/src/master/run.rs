@@ -16,9 +16,11 @@ use divvy_core::engine::options::RunOptions;
 use divvy_core::engine::scoreboard::Scoreboard;
 use divvy_core::engine::worker::Occupant;
 use divvy_core::engine::{Action, Engine};
+use divvy_core::joblog;
 use divvy_core::wire::wake::WakePipe;
 
 use super::fork_watch::ForkWatch;
+use super::joblog::{self as log, Resumed};
 use super::meter::Meter;
 use super::view::WorkerView;
 use crate::vm::errors::{divvy_error, os_error};
@@ -36,6 +38,8 @@ pub struct Setup {
     pub results: Option<RArray>,
     /// The run's options.
     pub options: RunOptions,
+    /// The job log, when one is asked for.
+    pub joblog: Option<joblog::Settings>,
     /// True under `-v`.
     pub verbose: bool,
     /// The master's counters, kept across its runs.
@@ -90,6 +94,8 @@ pub struct Run {
     pub script: String,
     /// How many items the task says it has, for the title.
     pub total: Option<u64>,
+    /// What a resumed run skips, when it resumes from a job log.
+    pub resumed: Option<Resumed>,
     /// When the title was last brought up to date.
     pub titled_at: Instant,
     /// Ruby objects the run uses, kept from the garbage collector, and from
@@ -101,10 +107,11 @@ pub struct Run {
 
 impl Run {
     /// Prepares a run of `setup`'s task: opens the wake pipe, reads the
-    /// task's `total`, starts the progress display. Starts no process. Runs
-    /// in the master.
+    /// task's `total`, opens the job log, starts the progress display.
+    /// Starts no process. Runs in the master.
     ///
-    /// Raises `Divvy::Error` when no pipe can be opened.
+    /// Raises `Divvy::Error` when no pipe can be opened, and when the job
+    /// log cannot be (see `joblog::open`).
     pub fn new(ruby: &Ruby, setup: Setup) -> Result<Run, Error> {
         divvy_core::os::fill_standard_fds();
         let wake = WakePipe::open().map_err(|err| os_error(ruby, "opening a pipe", err))?;
@@ -138,8 +145,14 @@ impl Run {
         for hook in ["completed", "failed", "broke"] {
             keeps_args |= setup.task.respond_to(hook, true)?;
         }
+        let script = title::script_name(ruby);
+        let mut engine = Engine::new(options, Arc::clone(&setup.board), occupants);
+        let resumed = match &setup.joblog {
+            Some(settings) => log::open(ruby, settings, &mut engine, &script)?,
+            None => None,
+        };
         Ok(Run {
-            engine: Engine::new(options, Arc::clone(&setup.board), occupants),
+            engine,
             actions: Vec::new(),
             wake,
             meter: options.progress.then(|| Meter::new(total)),
@@ -154,8 +167,9 @@ impl Run {
             forwarded_interrupts: 0,
             watch_stdout: divvy_core::os::stdout_is_pipe(),
             stdout_closed: false,
-            script: title::script_name(ruby),
+            script,
             total,
+            resumed,
             titled_at: Instant::now(),
             anchor: register(anchor),
         })

@@ -1,7 +1,8 @@
 //! One turn of the master's loop, as named steps: wait for something to
 //! happen, settle what the workers said, reap the ones that exited, stop
 //! those that overran the timeout, obey signals, resize, replace the dead,
-//! send what waits, and show how far the run is.
+//! send what waits, show how far the run is, and hand the job log's
+//! records to its writer.
 
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,9 @@ pub fn turn(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
     resize(ruby, run)?;
     fork::respawn(ruby, run)?;
     send_queued(ruby, run)?;
-    show(ruby, run)
+    show(ruby, run)?;
+    run.engine.ship_journal(Instant::now());
+    Ok(())
 }
 
 /// Raises the error of a run that cannot go on.
@@ -110,17 +113,18 @@ fn send_queued(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
 fn show(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
     report::carry_out(ruby, run)?;
     let (done, failed) = run.board.settled();
+    let skipped = run.board.skipped.get();
     if let Some(line) = run
         .meter
         .as_mut()
-        .and_then(|meter| meter.update(done, failed))
+        .and_then(|meter| meter.update(done, failed, skipped))
     {
         // A progress line that cannot be written is no reason to stop.
         let _ = say(ruby, &line);
     }
     if run.titled_at.elapsed() >= TITLE_INTERVAL {
         run.titled_at = Instant::now();
-        title::set(ruby, &title::master(&run.script, done, run.total));
+        title::set(ruby, &title::master(&run.script, done + skipped, run.total));
     }
     Ok(())
 }

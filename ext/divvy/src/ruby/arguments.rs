@@ -12,7 +12,9 @@ use magnus::{
 use divvy_core::engine::halt::Halt;
 use divvy_core::engine::options::{self, RunOptions, Shard};
 use divvy_core::engine::report::truncate;
+use divvy_core::joblog;
 
+use super::joblog_arguments;
 use crate::vm::errors::divvy_error;
 
 /// `Master.new`'s arguments, read.
@@ -27,6 +29,8 @@ pub struct Arguments {
     pub options: RunOptions,
     /// The Array results are stored in, at their items' dispatch indexes.
     pub results: Option<RArray>,
+    /// The job log, when one is asked for.
+    pub joblog: Option<joblog::Settings>,
 }
 
 /// Reads `Master.new(task, worker_count, verbose = false, **keywords)`.
@@ -47,8 +51,9 @@ pub fn read(ruby: &Ruby, args: &[Value]) -> Result<Arguments, Error> {
         Option<Value>,
         Option<Value>,
     );
+    let (keywords, joblog_keywords) = joblog_arguments::take(ruby, args.keywords)?;
     let keywords = get_kwargs::<_, (), Keywords, ()>(
-        args.keywords,
+        keywords,
         &[],
         &[
             "retries",
@@ -79,6 +84,7 @@ pub fn read(ruby: &Ruby, args: &[Value]) -> Result<Arguments, Error> {
         task,
         worker_count: parse_worker_count(ruby, count)?,
         verbose: verbose.is_some_and(|value| value.to_bool()),
+        joblog: joblog_keywords.settings(ruby, options.shard)?,
         options,
         results: parse_results(ruby, results)?,
     })

@@ -13,6 +13,7 @@ use magnus::{
 
 use divvy_core::engine::options::RunOptions;
 use divvy_core::engine::scoreboard::Scoreboard;
+use divvy_core::joblog;
 use divvy_core::wire::wake;
 
 use super::arguments;
@@ -30,6 +31,7 @@ pub struct Master {
     /// The Array results are stored in (`results:`), if any.
     results: Option<Opaque<RArray>>,
     options: RunOptions,
+    joblog: Option<joblog::Settings>,
     verbose: bool,
     master_pid: i32,
     board: Arc<Scoreboard>,
@@ -49,22 +51,25 @@ impl DataTypeFunctions for Master {
 impl Master {
     /// Master.new(task, worker_count, verbose = false, retries: 0,
     /// timeout: nil, max_tasks: nil, max_memory: nil, shard: nil,
-    /// progress: false, halt: nil, results: nil): a master for `task` (an object whose
-    /// class includes `Divvy::Parallelizable`) with `worker_count` worker
-    /// slots, numbered from 1. `retries` is how many more times a failed
-    /// item is tried; `timeout` bounds one item's `perform`, in seconds;
-    /// `max_tasks` and `max_memory` (MB) retire workers; `shard: [i, n]`
-    /// performs only items whose dispatch index % n == i; `progress` shows a
-    /// progress line on stderr; `halt` ("soon,fail=3", as `--halt` takes
-    /// it; nil or "never" by default) ends the run early once enough items
-    /// failed or were performed; `results` is an Array each item's result is
-    /// stored in, at its dispatch index. Runs in the master; starts no
-    /// process.
+    /// progress: false, halt: nil, results: nil, joblog: nil, resume:
+    /// false): a master for `task` (an object whose class includes
+    /// `Divvy::Parallelizable`) with `worker_count` worker slots, numbered
+    /// from 1. `retries` is how many more times a failed item is tried;
+    /// `timeout` bounds one item's `perform`, in seconds; `max_tasks` and
+    /// `max_memory` (MB) retire workers; `shard: [i, n]` performs only items
+    /// whose dispatch index % n == i; `progress` shows a progress line on
+    /// stderr; `halt` ("soon,fail=3", as `--halt` takes it; nil or "never"
+    /// by default) ends the run early once enough items failed or were
+    /// performed; `results` is an Array each item's result is stored in, at
+    /// its dispatch index; `joblog` is the file each settled item is
+    /// recorded in, and `resume` (true, or `:failed` to perform failed
+    /// items again) skips the items it recorded. Runs in the master; starts
+    /// no process.
     ///
     /// Raises `Divvy::Error` when `task` lacks `dispatch` or a perform
     /// method, `worker_count` is not a positive Integer, an option is out
-    /// of range, or `results` is not an Array that can be changed;
-    /// `ArgumentError` for an unknown keyword.
+    /// of range (`resume` without `joblog` too), or `results` is not an
+    /// Array that can be changed; `ArgumentError` for an unknown keyword.
     fn new(ruby: &Ruby, args: &[Value]) -> Result<Obj<Master>, Error> {
         let arguments = arguments::read(ruby, args)?;
         let task = arguments.task;
@@ -89,6 +94,7 @@ impl Master {
             views: views.into(),
             results: results.map(Opaque::from),
             options: arguments.options,
+            joblog: arguments.joblog,
             verbose: arguments.verbose,
             master_pid: std::process::id() as i32,
             board: Arc::new(Scoreboard::new(arguments.worker_count)),
@@ -132,6 +138,7 @@ impl Master {
             views: ruby.get_inner(rb_self.views),
             results: rb_self.results.map(|results| ruby.get_inner(results)),
             options: rb_self.options,
+            joblog: rb_self.joblog.clone(),
             verbose: rb_self.verbose,
             board: Arc::clone(&rb_self.board),
             master_pid: rb_self.master_pid,
@@ -244,6 +251,12 @@ impl Master {
         self.board.failed.get()
     }
 
+    /// Master#items_skipped: items a resumed run skipped because its job
+    /// log recorded them.
+    fn items_skipped(&self) -> u64 {
+        self.board.skipped.get()
+    }
+
     /// Master#items_retried: retries sent.
     fn items_retried(&self) -> u64 {
         self.board.retried.get()
@@ -274,5 +287,6 @@ pub fn init(ruby: &Ruby, divvy: RModule) -> Result<(), Error> {
     class.define_method("items_performed", method!(Master::items_performed, 0))?;
     class.define_method("items_failed", method!(Master::items_failed, 0))?;
     class.define_method("items_retried", method!(Master::items_retried, 0))?;
+    class.define_method("items_skipped", method!(Master::items_skipped, 0))?;
     Ok(())
 }

@@ -4,5 +4,6 @@
 //! (`lib/divvy/errors.rb`) and looked up by `vm::errors`.
 
 mod arguments;
+mod joblog_arguments;
 pub mod master;
 pub mod worker;
