@@ -277,7 +277,7 @@ RSpec.describe 'the job log' do
     it 'takes resume: :failed, and a shard: names the log' do
       output = run_ruby(<<~RUBY)
         begin
-          Divvy.each(0...6, workers: 2, joblog: 'run.log', shard: [0, 2]) { |item| raise 'no' if item == 2 }
+          Divvy.each(0...6, workers: 2, joblog: 'run.log', shard: [0, 2], halt: 'never') { |item| raise 'no' if item == 2 }
         rescue Divvy::TaskError
           nil
         end
