@@ -125,4 +125,41 @@ RSpec.describe 'signals' do
       expect(File.read(File.join(dir, 'stderr')).scan(/started/).size).to eq(3)
     end
   end
+
+  # A worker still inside Process.fork runs the master's traps (it has not
+  # installed its own): a signal there must end that worker only. Before,
+  # the trap raised out of the worker's fork, and the worker went on as a
+  # second master and panicked at its end.
+  %w[TERM INT].each do |signal|
+    it "ends only the new worker when #{signal} reaches it inside Process.fork" do
+      Dir.mktmpdir do |dir|
+        script = write_script(dir, 'fork_signal.rb', <<~RUBY)
+          # Like a gem that wraps Process.fork: the first worker signals
+          # itself before its fork returns.
+          Process.singleton_class.prepend(Module.new do
+            def fork(*)
+              pid = super
+              if pid.nil? && !File.exist?('signalled')
+                File.write('signalled', '')
+                Process.kill('#{signal}', Process.pid)
+                sleep 1
+              end
+              pid
+            end
+          end)
+
+          class Items
+            include Divvy::Parallelizable
+            def dispatch = 10.times { |i| yield i }
+            def perform(i) = puts("done \#{i}")
+          end
+        RUBY
+        result = divvy('-n', 2, script, chdir: dir)
+        expect(result.exitstatus).to eq(0), result.stderr
+        expect(result.stdout.lines.sort).to eq((0...10).map { |i| "done #{i}\n" }.sort)
+        expect(result.stderr).not_to include('panicked')
+        expect(result.stderr.scan(/^divvy: \d+ performed/)).to eq(['divvy: 10 performed'])
+      end
+    end
+  end
 end

@@ -4,9 +4,10 @@
 //! drains, a second one or any TERM stops at once, TTIN adds a worker and
 //! TTOU removes one. URG, and INT, QUIT and TERM while a fork is under
 //! way, give that fork up (see `fork_watch`). The workers' traps are in
-//! `worker::leave`.
+//! `worker::leave`; a worker runs these until it installs its own, and then
+//! only obeys the signal as a worker (see `worker::leave::obey_early`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use magnus::{prelude::*, Error, RArray, RModule, Ruby, Value};
 
@@ -15,6 +16,7 @@ use divvy_core::wire::wake::wake;
 
 use super::fork_watch::{abandon, Abandoned};
 use crate::vm::errors::divvy_error;
+use crate::worker::obey_early;
 
 /// The signals the master traps while `Master#run` runs.
 const MASTER_SIGNALS: [&str; 6] = ["INT", "QUIT", "TERM", "TTIN", "TTOU", "URG"];
@@ -24,6 +26,8 @@ static TERMINATES: AtomicUsize = AtomicUsize::new(0);
 static LAST_SIGNAL: AtomicUsize = AtomicUsize::new(0);
 static MORE_WORKERS: AtomicUsize = AtomicUsize::new(0);
 static FEWER_WORKERS: AtomicUsize = AtomicUsize::new(0);
+/// The pid of the process that installed the traps: the master.
+static MASTER_PID: AtomicI32 = AtomicI32::new(0);
 
 /// Returns how the signals received since `install` ask the run to stop.
 pub fn requested_stop() -> Stop {
@@ -79,6 +83,13 @@ fn master_handler(
         .first()
         .and_then(|value| i64::try_convert(*value).ok())
         .unwrap_or(0);
+    // SAFETY: getpid has no preconditions.
+    if unsafe { libc::getpid() } != MASTER_PID.load(Ordering::SeqCst) {
+        // A worker forked a moment ago, its own traps not yet installed:
+        // it must not act for the master (nor raise out of its fork).
+        obey_early(signo as libc::c_int);
+        return Ok(());
+    }
     match signo as libc::c_int {
         libc::SIGTTIN => {
             MORE_WORKERS.fetch_add(1, Ordering::SeqCst);
@@ -126,6 +137,8 @@ impl Traps {
         ] {
             counter.store(0, Ordering::SeqCst);
         }
+        // SAFETY: getpid has no preconditions.
+        MASTER_PID.store(unsafe { libc::getpid() }, Ordering::SeqCst);
         let signal = signal_module(ruby)?;
         let handler = ruby.proc_new(master_handler);
         let previous = ruby.ary_new();

@@ -109,6 +109,25 @@ pub fn install_traps(ruby: &Ruby) -> Result<(), Error> {
     Ok(())
 }
 
+/// Obeys `signo` as the worker's own traps would, when it reaches a worker
+/// before they are installed (the master's trap, inherited through fork,
+/// runs): TERM kills it, INT and QUIT make it leave (it has started no
+/// item), and the others are ignored. Runs in the worker.
+pub fn obey_early(signo: libc::c_int) {
+    match signo {
+        libc::SIGTERM => {
+            // SAFETY: puts back the default action of TERM and raises it:
+            // the process ends by the signal, as the worker's trap has it.
+            unsafe {
+                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                libc::raise(libc::SIGTERM);
+            }
+        }
+        libc::SIGINT | libc::SIGQUIT => leave(0),
+        _ => {}
+    }
+}
+
 /// The worker's INT and QUIT trap.
 fn on_interrupt(
     _ruby: &Ruby,

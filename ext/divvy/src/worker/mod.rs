@@ -28,6 +28,7 @@ use self::perform::Performer;
 use self::receive::Receiver;
 
 pub use self::boot::current;
+pub use self::leave::obey_early;
 
 /// Everything a freshly forked worker needs, handed over by the master.
 pub struct Setup<'a> {
