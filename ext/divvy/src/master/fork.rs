@@ -91,6 +91,20 @@ fn spawn(ruby: &Ruby, run: &mut Run, index: usize) -> Result<Forked, Error> {
             super::OnlyRun::release_in_child();
             worker::run(ruby, setup)
         }
+        // SAFETY: getpid has no preconditions.
+        Err(error) if unsafe { libc::getpid() } != run.master_pid => {
+            // Raised in the new worker (a gem's after-fork callback): it
+            // must not go on as a second master.
+            watch.end_in_child();
+            worker::report_and_leave(
+                ruby,
+                &format!(
+                    "worker {}: Process.fork raised in the new worker",
+                    index + 1
+                ),
+                &error,
+            )
+        }
         Err(error) => return given_up(ruby, watch, error),
     };
     // The worker's ends are the worker's: the master keeps none open.

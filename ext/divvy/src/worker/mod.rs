@@ -23,12 +23,12 @@ use divvy_core::os;
 use divvy_core::wire::counter::Counter;
 use divvy_core::wire::link::WorkerEnds;
 
-use self::leave::{leave, report_and_leave};
+use self::leave::leave;
 use self::perform::Performer;
 use self::receive::Receiver;
 
 pub use self::boot::current;
-pub use self::leave::obey_early;
+pub use self::leave::{obey_early, report_and_leave};
 
 /// Everything a freshly forked worker needs, handed over by the master.
 pub struct Setup<'a> {
