@@ -23,7 +23,8 @@ RSpec.describe 'the job log' do
 
   # A task of `ITEMS` items (default 10) that appends each performed item's
   # number to `performed` in the task's directory; items in `FAIL` (a
-  # comma-separated list) raise, `SLEEP` of them (from `SLOW` on) sleeps.
+  # comma-separated list) raise, `SLEEP` of them (from `SLOW` on) sleeps,
+  # in a `sleep` child process under CHILD (and raises when it was killed).
   def write_task(name = 'night.rb')
     write_script(dir, name, <<~RUBY)
       class Night
@@ -34,7 +35,9 @@ RSpec.describe 'the job log' do
         end
 
         def perform(item)
-          sleep(Float(ENV['SLEEP'])) if ENV['SLOW'] && item >= Integer(ENV['SLOW'])
+          if ENV['SLOW'] && item >= Integer(ENV['SLOW'])
+            ENV['CHILD'] ? system('sleep', ENV['SLEEP']) || raise('its child was stopped') : sleep(Float(ENV['SLEEP']))
+          end
           raise ArgumentError, "no \#{item}" if ENV.fetch('FAIL', '').split(',').include?(item.to_s)
 
           File.write(File.join(__dir__, 'performed'), "\#{item}\\n", mode: 'a')
@@ -195,6 +198,21 @@ RSpec.describe 'the job log' do
       result = run_divvy('-n', 3, '--joblog', 'run.log', '--resume', task, env: env.merge('SLOW' => '99'))
       expect(result.status).to be_success, result.stderr
       expect(performed!.sort).to eq((6...20).to_a)
+    end
+
+    it 'does not record an item that failed because Ctrl-C stopped what it ran' do
+      task = write_task
+      env = { 'ITEMS' => '6', 'SLOW' => '4', 'SLEEP' => '30', 'CHILD' => '1' }
+      pid = spawn_divvy('-n', 2, '--joblog', log_path, '--resume', task, dir: dir, env: env)
+      eventually { File.exist?(log_path) && records.size >= 4 }
+      sleep 0.3 # items 4 and 5 run their sleep
+      Process.kill(:INT, pid) # the master sends it on to the workers' process groups
+      expect(wait_for(pid).exitstatus).to eq(130)
+      expect(outcomes).to eq((0...4).to_h { |item| [item, 'performed'] })
+      performed!
+      result = run_divvy('-n', 2, '--joblog', 'run.log', '--resume', task, env: env.merge('SLOW' => '99'))
+      expect(result.status).to be_success, result.stderr
+      expect(performed!.sort).to eq([4, 5])
     end
 
     it 'records an item whose worker a signal killed as failed when the run goes on' do

@@ -12,14 +12,16 @@
 //! writes a failure before it counts the item, so a counted item whose
 //! answer is not in the pipe was performed.
 //!
-//! A worker killed by a signal the master did not send (TERM from Slurm's
-//! `scancel`, which signals every process of the job at once, or from a
-//! Kubernetes pod's deletion) takes its item down with it, and the master
-//! may reap it before it handles the TERM meant for itself. So the failure
-//! of an item whose worker died by a signal is held back for `HOLD`, and
-//! recorded only if the run is not stopping by then, or ends normally; a
-//! run stopped by a signal drops it, and a resumed run performs the item
-//! again.
+//! A stop can fail the items in flight: a worker killed by a signal the
+//! master did not send (TERM from Slurm's `scancel`, which signals every
+//! process of the job at once, or from a Kubernetes pod's deletion) takes
+//! its item down with it, and the master may reap it before it handles the
+//! TERM meant for itself; the INT a Ctrl-C sends on to the workers' process
+//! groups kills what a `perform` started, which then raises; a task's own
+//! TERM trap may `exit`. So every final failure is held back for `HOLD`,
+//! and recorded only if the run is not stopping by then, or ends normally;
+//! a run stopped by a signal drops it, and a resumed run performs the item
+//! again (performing an item twice is safer than skipping it).
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -32,8 +34,8 @@ use super::{Action, Engine};
 use crate::joblog::record::{Fault, Record};
 use crate::joblog::writer::Writer;
 
-/// How long the failure of an item whose worker died by a signal waits,
-/// for the master to learn whether the signal was meant to stop the run.
+/// How long an item's failure waits before it is recorded, for the master
+/// to learn whether a stop caused it.
 pub const HOLD: Duration = Duration::from_secs(1);
 
 /// How often the items workers finished are recorded before their answers
@@ -110,8 +112,8 @@ impl Engine {
     }
 
     /// Records that `item` finally failed on worker `who` because of
-    /// `cause`; the failure of an item whose worker died by a signal is
-    /// held back (see the module's comment).
+    /// `cause`, once `HOLD` has passed with the run going on (see the
+    /// module's comment).
     pub(super) fn journal_failed(&mut self, who: Who, item: &Item, cause: &Cause) {
         let Some(journal) = self.journal.as_mut() else {
             return;
@@ -142,11 +144,7 @@ impl Engine {
             reason: cause.reason(),
             error,
         }));
-        if signal != 0 {
-            journal.held.push((record.settled + HOLD, record));
-        } else {
-            journal.batch.push(record);
-        }
+        journal.held.push((record.settled + HOLD, record));
     }
 
     /// Every `SWEEP_INTERVAL`, in a run without results, records as
@@ -372,6 +370,19 @@ mod tests {
             lines(&path),
             [("8".into(), "failed".into(), "15".into(), "died".into())]
         );
+    }
+
+    #[test]
+    fn a_failure_as_the_run_drains_is_not_recorded() {
+        let (mut engine, _ends, path) = journaled("drained");
+        engine.pool.worker_mut(0).assign(item(3), at(0));
+        let mut actions = Vec::new();
+        engine.on_frame(0, Frame::Failed(Failure::default()), &mut actions);
+        engine.ship_journal(Instant::now());
+        engine.request_stop(Stop::Drain);
+        engine.ship_journal(Instant::now() + HOLD * 2);
+        engine.close_journal(true).unwrap();
+        assert_eq!(lines(&path), [], "a resumed run performs item 3 again");
     }
 
     #[test]
