@@ -129,6 +129,33 @@ RSpec.describe 'the job log' do
       expect(result.status.exitstatus).to eq(1)
       expect(result.stderr).to eq("divvy: cannot open the job log missing/run.log: No such file or directory (os error 2)\n")
     end
+
+    it 'is not a regular file (a directory, a FIFO): one line, exit 1, no hang' do
+      Dir.mkdir(File.join(dir, 'logs'))
+      File.mkfifo(File.join(dir, 'fifo'))
+      %w[logs fifo].each do |name|
+        result = run_divvy('-n', 2, '--joblog', name, write_task)
+        expect(result.status.exitstatus).to eq(1)
+        expect(result.stderr).to eq("divvy: the job log #{name} is not a regular file; give --joblog a file name\n")
+      end
+    end
+
+    it 'is kept by one run at a time: a second one stops in one line, and the log stays whole' do
+      task = write_task
+      env = { 'ITEMS' => '4', 'SLOW' => '2', 'SLEEP' => '30' }
+      pid = spawn_divvy('-n', 2, '--joblog', log_path, '--resume', task, dir: dir, env: env)
+      eventually { File.exist?(log_path) && records.size >= 2 }
+      second = run_divvy('-n', 2, '--joblog', 'run.log', '--resume', task, env: env)
+      expect(second.status.exitstatus).to eq(1)
+      expect(second.stderr).to eq("divvy: the job log run.log is in use by another divvy run\n")
+      Process.kill(:KILL, pid)
+      wait_for(pid)
+      eventually { workers_of(pid).empty? }
+      performed!
+      third = run_divvy('-n', 2, '--joblog', 'run.log', '--resume', task, env: env.merge('SLOW' => '99'))
+      expect(third.status).to be_success, third.stderr
+      expect(performed!.sort).to eq([2, 3])
+    end
   end
 
   describe '--resume' do

@@ -89,6 +89,11 @@ impl Engine {
         self.journal.is_some()
     }
 
+    /// Returns the job log's descriptor, if the run keeps one.
+    pub(super) fn journal_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.journal.as_ref().map(|journal| journal.writer.fd())
+    }
+
     /// Sets the time the next records are stamped with to `now`.
     pub(super) fn stamp_journal(&mut self, now: Instant) {
         if let Some(journal) = self.journal.as_mut() {

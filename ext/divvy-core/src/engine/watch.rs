@@ -112,12 +112,14 @@ impl Engine {
     }
 
     /// The descriptors a freshly forked worker must close: the master's
-    /// ends of every worker's pipes.
+    /// ends of every worker's pipes, and the job log (whose lock a worker
+    /// would otherwise hold after its master died).
     pub fn descriptors_for_child(&self) -> Vec<RawFd> {
         self.pool
             .workers()
             .filter_map(|worker| worker.link())
             .flat_map(|link| link.raw_fds())
+            .chain(self.journal_fd())
             .collect()
     }
 }

@@ -4,11 +4,13 @@
 //! before the workers start.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::history::History;
 use super::record::{header, parse};
+use crate::os;
 
 /// A job log, open for appending, and what it recorded so far.
 #[derive(Debug)]
@@ -29,29 +31,31 @@ struct Contents {
 }
 
 /// Opens the job log at `path` for appending, creating it with its header
-/// when it does not exist or is empty; with `read_history`, keeps what its
-/// records say. A last line with no newline (torn when a master was killed
-/// while writing it) is cut off. Runs in the master.
+/// when it does not exist or is empty, and locks it for this run; with
+/// `read_history`, keeps what its records say. A last line with no newline
+/// (torn when a master was killed while writing it) is cut off. Runs in
+/// the master.
 ///
-/// Returns a one-line message naming the file when it cannot be read or
-/// written, when it is not a divvy job log (its first line is not divvy's
-/// header), or when a line past the header is not a record.
+/// Returns a one-line message naming the file when it is not a regular
+/// file, cannot be read or written, is locked by another divvy run, is not
+/// a divvy job log (its first line is not divvy's header), or when a line
+/// past the header is not a record.
 pub fn open(path: &Path, read_history: bool) -> Result<Opened, String> {
     let shown = path.display();
-    let contents = match File::open(path) {
-        Ok(file) => read(file, path, read_history)?,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Contents {
-            history: History::default(),
-            whole: 0,
-            size: 0,
-        },
-        Err(error) => return Err(format!("cannot open the job log {shown}: {error}")),
-    };
+    if std::fs::metadata(path).is_ok_and(|metadata| !metadata.is_file()) {
+        return Err(format!(
+            "the job log {shown} is not a regular file; give --joblog a file name"
+        ));
+    }
     let mut file = OpenOptions::new()
         .append(true)
         .create(true)
         .open(path)
         .map_err(|error| format!("cannot open the job log {shown}: {error}"))?;
+    lock(&file, path)?;
+    let contents = File::open(path)
+        .map_err(|error| format!("cannot open the job log {shown}: {error}"))
+        .and_then(|reading| read(reading, path, read_history))?;
     let prepared = if contents.size > contents.whole {
         file.set_len(contents.whole)
     } else {
@@ -67,6 +71,20 @@ pub fn open(path: &Path, read_history: bool) -> Result<Opened, String> {
         file,
         history: contents.history,
     })
+}
+
+/// Locks the log `file` (at `path`) for this run, so that a second run
+/// given the same log (a cron job that overran, a command started twice)
+/// stops instead of performing the same items and tearing the first one's
+/// lines. A file system without locks is used without.
+fn lock(file: &File, path: &Path) -> Result<(), String> {
+    match os::try_lock(file.as_fd()) {
+        Ok(false) => Err(format!(
+            "the job log {} is in use by another divvy run",
+            path.display()
+        )),
+        Ok(true) | Err(_) => Ok(()),
+    }
 }
 
 /// Reads the existing log `file` (at `path`) line by line.
@@ -175,6 +193,36 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             format!("{}{RECORD}", header()),
             "appends: the earlier records stay"
+        );
+    }
+
+    #[test]
+    fn refuses_a_log_another_run_has_open() {
+        let path = temp("locked", None);
+        let first = open(&path, true).unwrap();
+        let error = open(&path, true).unwrap_err();
+        assert!(
+            error.ends_with("run.log is in use by another divvy run"),
+            "{error}"
+        );
+        drop(first);
+        assert!(
+            open(&path, true).is_ok(),
+            "free once the first run closed it"
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_regular_file() {
+        let dir = temp("directory", None)
+            .parent()
+            .unwrap()
+            .join("a-directory");
+        std::fs::create_dir_all(&dir).unwrap();
+        let error = open(&dir, false).unwrap_err();
+        assert!(
+            error.ends_with("is not a regular file; give --joblog a file name"),
+            "{error}"
         );
     }
 

@@ -31,6 +31,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -104,6 +105,8 @@ impl Shared {
 pub struct Writer {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<Result<(), String>>>,
+    /// The log's descriptor, which the thread owns.
+    fd: RawFd,
 }
 
 impl Writer {
@@ -113,6 +116,7 @@ impl Writer {
     /// Returns a message when no thread can be started.
     pub fn start(file: File, path: &Path, fields: RunFields) -> Result<Writer, String> {
         let shared = Arc::new(Shared::default());
+        let fd = file.as_raw_fd();
         let sink = Sink {
             file,
             shown: path.display().to_string(),
@@ -128,7 +132,14 @@ impl Writer {
         Ok(Writer {
             shared,
             thread: Some(thread),
+            fd,
         })
+    }
+
+    /// Returns the log's descriptor, which a forked worker closes: it holds
+    /// the log's lock too (see `os::try_lock`).
+    pub fn fd(&self) -> RawFd {
+        self.fd
     }
 
     /// Offers the records in `batch` to the thread: hands them over when

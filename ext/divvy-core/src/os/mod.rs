@@ -105,6 +105,26 @@ pub fn start_writeback(file: &std::fs::File) -> std::io::Result<()> {
     imp::start_writeback(file)
 }
 
+/// Takes an exclusive lock on the open file `fd` (`flock`, the same call on
+/// every system divvy runs on), without waiting. The lock lasts until every
+/// descriptor of this open file is closed: a forked worker must close its
+/// copy.
+///
+/// Returns true when taken, false when another open file holds it, and
+/// the OS error otherwise (a file system without locks).
+pub fn try_lock(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock only changes the lock on an open descriptor.
+    if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Ok(false),
+        _ => Err(error),
+    }
+}
+
 /// Returns the machine's host name (`Host` in the job log), "localhost"
 /// when it cannot be read.
 pub fn host_name() -> String {
