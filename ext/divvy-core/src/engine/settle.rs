@@ -129,6 +129,9 @@ impl Engine {
                 self.board.retried.add(1);
                 let mut again = item.clone();
                 again.attempt = retry.attempt;
+                // A new try: the job log records how it ends, even if the
+                // failed one was recorded as performed (see `journal`).
+                again.journaled = false;
                 self.queue.push_back(again);
             }
             None => {
@@ -276,9 +279,12 @@ mod tests {
         let mut engine = booted(1, options);
         let who = engine.pool.worker(0).who();
         let mut actions = Vec::new();
-        engine.fail_item(who, item(5), Cause::Died(Exit::Exited(1)), &mut actions);
+        let mut first = item(5);
+        first.journaled = true;
+        engine.fail_item(who, first, Cause::Died(Exit::Exited(1)), &mut actions);
         let again = engine.queue.pop_front().unwrap();
         assert_eq!(again.attempt, 2);
+        assert!(!again.journaled, "the retry's outcome is recorded");
         engine.fail_item(who, again, Cause::Died(Exit::Exited(1)), &mut actions);
         let third = engine.queue.pop_front().unwrap();
         assert_eq!(third.attempt, 3);
