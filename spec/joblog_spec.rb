@@ -359,10 +359,11 @@ RSpec.describe 'the job log' do
       expect(records.size).to eq(3)
     end
 
-    it 'refuses resume: without joblog:, and values it does not know' do
+    it 'refuses resume: without joblog:, with results:, and values it does not know' do
       output = run_ruby(<<~RUBY)
         task = Class.new { include Divvy::Parallelizable; def dispatch; end; def perform; end }.new
-        [{ resume: true }, { joblog: 'run.log', resume: :maybe }, { joblog: 3 }, { joblog: '' }].each do |options|
+        [{ resume: true }, { joblog: 'run.log', resume: :maybe }, { joblog: 3 }, { joblog: '' },
+         { joblog: 'run.log', resume: true, results: [] }].each do |options|
           Divvy::Master.new(task, 1, **options)
         rescue Divvy::Error => e
           puts e.message
@@ -371,7 +372,9 @@ RSpec.describe 'the job log' do
       expect(output.lines).to eq(["resume: needs joblog:, the job log to resume from\n",
                                   "resume must be true, false or :failed, got :maybe\n",
                                   "joblog must be a file name (a String or Pathname), got 3\n",
-                                  "joblog must be a file name (a String or Pathname), got \"\"\n"])
+                                  "joblog must be a file name (a String or Pathname), got \"\"\n",
+                                  'results: cannot go with resume: a job log keeps no results, so the items ' \
+                                  "a resumed run skips would have none\n"])
     end
   end
 end

@@ -12,7 +12,7 @@ use magnus::{
 use divvy_core::engine::halt::Halt;
 use divvy_core::engine::options::{self, RunOptions, Shard};
 use divvy_core::engine::report::truncate;
-use divvy_core::joblog;
+use divvy_core::joblog::{self, Resume};
 
 use super::joblog_arguments;
 use crate::vm::errors::divvy_error;
@@ -80,13 +80,22 @@ pub fn read(ruby: &Ruby, args: &[Value]) -> Result<Arguments, Error> {
         halt: parse_halt(ruby, halt)?,
         total: None,
     };
+    let joblog = joblog_keywords.settings(ruby, options.shard)?;
+    let results = parse_results(ruby, results)?;
+    if results.is_some() && joblog.as_ref().is_some_and(|log| log.resume != Resume::Off) {
+        return Err(divvy_error(
+            ruby,
+            "results: cannot go with resume: a job log keeps no results, so the items a resumed \
+             run skips would have none",
+        ));
+    }
     Ok(Arguments {
         task,
         worker_count: parse_worker_count(ruby, count)?,
         verbose: verbose.is_some_and(|value| value.to_bool()),
-        joblog: joblog_keywords.settings(ruby, options.shard)?,
+        joblog,
         options,
-        results: parse_results(ruby, results)?,
+        results,
     })
 }
 

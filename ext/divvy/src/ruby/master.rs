@@ -68,7 +68,7 @@ impl Master {
     ///
     /// Raises `Divvy::Error` when `task` lacks `dispatch` or a perform
     /// method, `worker_count` is not a positive Integer, an option is out
-    /// of range (`resume` without `joblog` too), or `results` is not an
+    /// of range (`resume` without `joblog` or with `results` too), or `results` is not an
     /// Array that can be changed; `ArgumentError` for an unknown keyword.
     fn new(ruby: &Ruby, args: &[Value]) -> Result<Obj<Master>, Error> {
         let arguments = arguments::read(ruby, args)?;
