@@ -199,6 +199,7 @@ pub(super) struct Baseline {
     sent: u64,
     performed: u64,
     failed: u64,
+    skipped: u64,
 }
 
 impl Engine {
@@ -209,6 +210,7 @@ impl Engine {
             sent: self.board.sent.get(),
             performed: self.board.performed.get(),
             failed: self.board.failed.get(),
+            skipped: self.board.skipped.get(),
         };
         self.board.clear_halted();
     }
@@ -225,9 +227,15 @@ impl Engine {
         }
         let performed = self.board.performed.get() - self.baseline.performed;
         let failed = self.board.failed.get() - self.baseline.failed;
-        let total = self.options.total.map(|total| match self.options.shard {
-            Some(shard) => share(shard, total),
-            None => total,
+        // A resumed run counts what it performs: the items it skipped, its
+        // job log's, are not this run's.
+        let skipped = self.board.skipped.get() - self.baseline.skipped;
+        let total = self.options.total.map(|total| {
+            match self.options.shard {
+                Some(shard) => share(shard, total),
+                None => total,
+            }
+            .saturating_sub(skipped)
         });
         let Some(what) = halt.reached(performed, failed, total) else {
             return;
@@ -480,6 +488,29 @@ mod tests {
         );
         engine.begin_counts();
         assert_eq!(engine.board.halted(), None, "forgotten when a run begins");
+    }
+
+    #[test]
+    fn a_percentage_leaves_out_the_items_a_resumed_run_skipped() {
+        let options = RunOptions {
+            halt: Some(policy("soon,fail=50%")),
+            total: Some(10),
+            ..RunOptions::default()
+        };
+        let mut engine = booted(1, options);
+        engine.begin_counts();
+        for index in 0..6 {
+            engine.skip(item(index));
+        }
+        let who = engine.pool().worker(0).who();
+        let mut actions = Vec::new();
+        engine.fail_item(who, item(6), Cause::Lost(Exit::Exited(1)), &mut actions);
+        assert_eq!(engine.halted(), None, "1 of 4 items");
+        engine.fail_item(who, item(7), Cause::Lost(Exit::Exited(1)), &mut actions);
+        assert_eq!(
+            engine.halted().map(|halted| halted.reason.as_str()),
+            Some("2 of 4 items failed (--halt soon,fail=50%)")
+        );
     }
 
     #[test]
