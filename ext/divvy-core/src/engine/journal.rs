@@ -200,11 +200,12 @@ impl Engine {
     /// Hands this turn's records to the writer, with the failures held
     /// back whose time came while the run goes on. Called by the master at
     /// the end of each turn of its loop.
-    pub fn ship_journal(&mut self, now: Instant) {
+    ///
+    /// Returns, once, the error writing the log met (the run goes on, its
+    /// items no longer recorded), for the master to say.
+    pub fn ship_journal(&mut self, now: Instant) -> Option<String> {
         let going_on = self.stop == Stop::No && self.fatal.is_none();
-        let Some(journal) = self.journal.as_mut() else {
-            return;
-        };
+        let journal = self.journal.as_mut()?;
         if going_on && !journal.held.is_empty() {
             let (due, waiting) = std::mem::take(&mut journal.held)
                 .into_iter()
@@ -215,6 +216,10 @@ impl Engine {
                 .extend(due.into_iter().map(|(_, record)| record));
         }
         journal.ship();
+        journal
+            .writer
+            .take_failure()
+            .map(|error| format!("{error}; items are no longer recorded in it"))
     }
 
     /// Ends the job log: records the failures still held back unless a

@@ -71,6 +71,8 @@ struct Shared {
     /// True while `pending` holds no record: the master reads it without
     /// the lock, to hand its records over only when they can be swapped in.
     empty: AtomicBool,
+    /// The first error writing met, for the master to say at once.
+    failure: Mutex<Option<String>>,
 }
 
 /// The records handed over and not yet taken.
@@ -88,6 +90,7 @@ impl Default for Shared {
             pending: Mutex::default(),
             taken: Condvar::new(),
             empty: AtomicBool::new(true),
+            failure: Mutex::new(None),
         }
     }
 }
@@ -134,6 +137,17 @@ impl Writer {
             thread: Some(thread),
             fd,
         })
+    }
+
+    /// Returns, once, the error writing met, so that the master says it
+    /// when it happens rather than at the end of a long run. Runs in the
+    /// master.
+    pub fn take_failure(&mut self) -> Option<String> {
+        self.shared
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Returns the log's descriptor, which a forked worker closes: it holds
@@ -251,12 +265,21 @@ impl Sink {
                 true => (interval * 2).min(IDLE_INTERVAL),
                 false => WRITE_INTERVAL,
             };
+            let failed = self.error.is_some();
             self.take(&mut taken);
             unsynced |= self.write();
             if unsynced && (closed || synced_at.elapsed() >= SYNC_INTERVAL) {
                 self.sync();
                 synced_at = Instant::now();
                 unsynced = false;
+            }
+            if !failed {
+                if let Some(error) = &self.error {
+                    *shared
+                        .failure
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(error.clone());
+                }
             }
             if closed {
                 return self.error.map_or(Ok(()), Err);
@@ -310,6 +333,28 @@ mod tests {
         let path = std::env::temp_dir().join(format!("divvy-writer-{}-{name}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         path
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn says_at_once_when_writing_fails() {
+        let path = std::path::Path::new("/dev/full");
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        let mut writer = Writer::start(file, path, RunFields::new("h", "c")).unwrap();
+        writer.hand_over(&mut vec![performed(0, 1)]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut failure = None;
+        while failure.is_none() && Instant::now() < deadline {
+            std::thread::sleep(WRITE_INTERVAL);
+            failure = writer.take_failure();
+        }
+        let failure = failure.expect("said before the end of the run");
+        assert!(
+            failure.starts_with("cannot write the job log /dev/full: "),
+            "{failure}"
+        );
+        assert_eq!(writer.take_failure(), None, "said once");
+        assert_eq!(writer.finish(), Err(failure), "and again at the end");
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub fn turn(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
     fork::respawn(ruby, run)?;
     send_queued(ruby, run)?;
     show(ruby, run)?;
-    run.engine.ship_journal(Instant::now());
+    if let Some(warning) = run.engine.ship_journal(Instant::now()) {
+        say(ruby, &warning)?;
+    }
     Ok(())
 }
 
