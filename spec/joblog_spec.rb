@@ -319,6 +319,21 @@ RSpec.describe 'the job log' do
       expect(outcomes.keys.sort).to eq((0...7).to_a)
     end
 
+    it 'takes a joblog: name that is not UTF-8 byte for byte, as File.open does' do
+      output = run_ruby(<<~RUBY)
+        binary = "run-\\xFF.log".b
+        latin1 = "caf\\xE9.log".dup.force_encoding(Encoding::ISO_8859_1)
+        [binary, latin1].each do |name|
+          Divvy.each(0...3, workers: 2, joblog: name) { |item| item }
+          Divvy.each(0...4, workers: 2, joblog: name, resume: true) { |item| File.write('again', item.to_s) }
+          puts File.readlines(name).size
+        end
+        puts File.read('again')
+      RUBY
+      expect(output).to eq("5\n5\n3\n")
+      expect(Dir.children(dir).map(&:b)).to include("run-\xFF.log".b, "caf\xE9.log".b)
+    end
+
     it 'takes resume: :failed, and a shard: names the log' do
       output = run_ruby(<<~RUBY)
         begin

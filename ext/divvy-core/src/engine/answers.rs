@@ -66,9 +66,7 @@ impl Engine {
                         actions.push(Action::Completed { who, item, result });
                     }
                     None => {
-                        if self.keeps_journal() {
-                            self.journal_performed(self.pool.worker(index).who(), &item, 0);
-                        }
+                        self.journal_performed(self.pool.worker(index).who(), &item, 0);
                         self.settled(item, actions)
                     }
                 }

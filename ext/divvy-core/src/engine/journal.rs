@@ -59,7 +59,8 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Returns a journal that hands its records to `writer`.
+    /// Returns a journal that hands its records to `writer`. Runs in the
+    /// master.
     pub fn new(writer: Writer) -> Journal {
         Journal {
             writer,
@@ -79,12 +80,12 @@ impl Journal {
 
 impl Engine {
     /// Keeps a job log: from now on each item that settles is recorded in
-    /// `journal`.
+    /// `journal`. Runs in the master, before the workers start.
     pub fn keep_journal(&mut self, journal: Journal) {
         self.journal = Some(journal);
     }
 
-    /// True when the run keeps a job log.
+    /// True when the run keeps a job log. Runs in the master.
     pub fn keeps_journal(&self) -> bool {
         self.journal.is_some()
     }
@@ -103,8 +104,8 @@ impl Engine {
 
     /// Records that `item` was performed on worker `who`, its result
     /// `received` bytes long (0 without one), unless it was recorded
-    /// already. The master calls it for an item whose result it loaded;
-    /// the engine for the others.
+    /// already. Runs in the master: the master calls it for an item whose
+    /// result it loaded, the engine for the others.
     pub fn journal_performed(&mut self, who: Who, item: &Item, received: usize) {
         if item.journaled {
             return;
@@ -198,7 +199,7 @@ impl Engine {
     }
 
     /// Hands this turn's records to the writer, with the failures held
-    /// back whose time came while the run goes on. Called by the master at
+    /// back whose time came while the run goes on. Runs in the master, at
     /// the end of each turn of its loop.
     ///
     /// Returns, once, the error writing the log met (the run goes on, its
@@ -224,7 +225,8 @@ impl Engine {
 
     /// Ends the job log: records the failures still held back unless a
     /// signal stopped the run (`stopped`), and waits for the writer to
-    /// write and sync everything.
+    /// write everything and start its write-back. Runs in the master, as
+    /// the run ends.
     ///
     /// Returns the first error writing met, naming the file.
     pub fn close_journal(&mut self, stopped: bool) -> Result<(), String> {

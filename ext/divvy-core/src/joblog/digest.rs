@@ -1,10 +1,12 @@
 //! The digest of an item: XXH3-64 of its Marshal dump, the bytes the master
-//! sends. XXH3 is a published algorithm with fixed output, so a digest
-//! written by one run is the digest the next computes, in any process,
-//! Ruby version or Rust version (unlike std's `DefaultHasher`), and it
-//! hashes a small item in a few nanoseconds and a large one at memory
-//! speed. Sixty-four bits tell items apart well enough to notice a
-//! `dispatch` that changed; they are no defence against forgery.
+//! sends. XXH3 is a published algorithm with fixed output, so the digest a
+//! run wrote of some bytes is the one the next computes of them, in any
+//! process, Ruby version or Rust version (unlike std's `DefaultHasher`);
+//! what bytes an item dumps to is Ruby's to decide (a String's encoding is
+//! in them, and follows the locale). XXH3 hashes a small item in a few
+//! nanoseconds and a large one at memory speed. Sixty-four bits tell items
+//! apart well enough to notice a `dispatch` that changed; they are no
+//! defence against forgery.
 
 use xxhash_rust::xxh3::{xxh3_64, Xxh3Default};
 

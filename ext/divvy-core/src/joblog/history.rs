@@ -62,12 +62,14 @@ impl History {
         self.last.insert(entry.index, (entry.digest, entry.outcome));
     }
 
-    /// How many items the log recorded.
+    /// How many items the log recorded (for tests).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.last.len()
     }
 
-    /// True when the log recorded no item.
+    /// True when the log recorded no item (for tests).
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.last.is_empty()
     }

@@ -5,6 +5,7 @@
 //! items into records.
 //!
 //! - `record`: the columns, the header, a record's line and reading one;
+//! - `digits`: the numbers of a line, put together on the stack;
 //! - `digest`: the digest of an item's Marshal dump;
 //! - `file`: opening a log, checking it is divvy's, cutting a torn line;
 //! - `history`: what a log recorded, and which items a resumed run skips;
@@ -12,6 +13,7 @@
 //! - `name`: a shard's own log name.
 
 pub mod digest;
+mod digits;
 pub mod file;
 pub mod history;
 pub mod name;

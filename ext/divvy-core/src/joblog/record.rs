@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::digits::Digits;
+
 /// The columns, in order: GNU parallel's nine, then divvy's.
 pub const COLUMNS: [&str; 15] = [
     "Seq",
@@ -104,16 +106,6 @@ pub struct Fault {
     pub error: String,
 }
 
-impl Record {
-    /// How the item ended.
-    pub fn outcome(&self) -> Outcome {
-        match self.fault {
-            Some(_) => Outcome::Failed,
-            None => Outcome::Performed,
-        }
-    }
-}
-
 /// The fields every record of a run shares, and the clock that turns the
 /// master's instants into wall-clock time.
 #[derive(Debug, Clone)]
@@ -155,6 +147,14 @@ impl RunFields {
 }
 
 impl Record {
+    /// How the item ended.
+    pub fn outcome(&self) -> Outcome {
+        match self.fault {
+            Some(_) => Outcome::Failed,
+            None => Outcome::Performed,
+        }
+    }
+
     /// Appends the record's line, newline included, to `out`. The numbers
     /// are put together on the stack and copied in a few runs: a line is
     /// written for every item, tiny ones too.
@@ -226,10 +226,10 @@ fn start_time(
     let (whole, digits) = second;
     if *whole != time.as_secs() {
         *whole = time.as_secs();
-        digits.len = 0;
+        digits.clear();
         digits.decimal(*whole);
     }
-    line.put(&digits.bytes[..digits.len]);
+    line.put(digits.as_bytes());
     line.millis(time);
 }
 
@@ -282,143 +282,17 @@ fn field(text: &str, limit: usize) -> String {
         .collect()
 }
 
-/// Two decimal digits for each number below 100.
-const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-2021222324252627282930313233343536373839\
-4041424344454647484950515253545556575859\
-6061626364656667686970717273747576777879\
-8081828384858687888990919293949596979899";
-
-/// The two lowercase hexadecimal digits of each byte.
-const HEX_PAIRS: [[u8; 2]; 256] = {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut pairs = [[0u8; 2]; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0xf]];
-        byte += 1;
-    }
-    pairs
-};
-
-/// 10, 100, ... 10^19: a number at least the first k of them has k + 1
-/// digits.
-const POWERS_OF_TEN: [u64; 19] = {
-    let mut powers = [10u64; 19];
-    let mut at = 1;
-    while at < 19 {
-        powers[at] = powers[at - 1] * 10;
-        at += 1;
-    }
-    powers
-};
-
 /// The longest host name and command written, in bytes: so that a line
 /// but its `Error` fits `Digits`.
 const NAME_LIMIT: usize = 64;
 
-/// A line but its `Error`, put together on the stack and copied once:
-/// long enough for two names of `NAME_LIMIT` bytes, nine numbers of at
-/// most 20 digits, the digest, the words and the tabs.
-#[derive(Debug, Clone)]
-struct Digits {
-    bytes: [u8; 512],
-    len: usize,
-}
+/// The longest line but its `Error`: nine numbers of at most 20 digits (a
+/// sign included), two runs of three decimals, two names, the digest, the
+/// longest words, the tabs and the newline.
+const LONGEST_LINE: usize = 9 * 20 + 2 * 4 + 2 * NAME_LIMIT + 16 + 2 * "timed_out".len() + 16;
 
-impl Default for Digits {
-    fn default() -> Digits {
-        Digits {
-            bytes: [0; 512],
-            len: 0,
-        }
-    }
-}
-
-impl Digits {
-    /// Returns the run so far, and starts a new one.
-    fn take(&mut self) -> &[u8] {
-        let len = std::mem::take(&mut self.len);
-        &self.bytes[..len]
-    }
-
-    /// Appends `text` (a short word).
-    fn put(&mut self, text: &[u8]) {
-        self.bytes[self.len..self.len + text.len()].copy_from_slice(text);
-        self.len += text.len();
-    }
-
-    /// Appends a tab.
-    fn tab(&mut self) {
-        self.bytes[self.len] = b'\t';
-        self.len += 1;
-    }
-
-    /// Appends `number` in decimal, in place, two digits per division.
-    fn decimal(&mut self, mut number: u64) {
-        if number < 10 {
-            // Most numbers of a line: a try, a worker, a status.
-            self.bytes[self.len] = b'0' + number as u8;
-            self.len += 1;
-            return;
-        }
-        let width = 1 + POWERS_OF_TEN
-            .iter()
-            .take_while(|power| number >= **power)
-            .count();
-        let mut at = self.len + width;
-        self.len = at;
-        while number >= 100 {
-            let pair = (number % 100) as usize * 2;
-            number /= 100;
-            at -= 2;
-            self.bytes[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-        }
-        if number >= 10 {
-            let pair = number as usize * 2;
-            self.bytes[at - 2..at].copy_from_slice(&PAIRS[pair..pair + 2]);
-        } else {
-            self.bytes[at - 1] = b'0' + number as u8;
-        }
-    }
-
-    /// Appends `number` in decimal, with a minus sign when negative.
-    fn signed(&mut self, number: i32) {
-        if number < 0 {
-            self.put(b"-");
-        }
-        self.decimal(u64::from(number.unsigned_abs()));
-    }
-
-    /// Appends `duration` in seconds with three decimals, as GNU parallel
-    /// writes `Starttime` and `JobRuntime`.
-    fn seconds(&mut self, duration: Duration) {
-        self.decimal(duration.as_secs());
-        self.millis(duration);
-    }
-
-    /// Appends the milliseconds of `duration` as three decimals.
-    fn millis(&mut self, duration: Duration) {
-        let millis = duration.subsec_millis() as usize;
-        let pair = (millis % 100) * 2;
-        self.put(&[
-            b'.',
-            b'0' + (millis / 100) as u8,
-            PAIRS[pair],
-            PAIRS[pair + 1],
-        ]);
-    }
-
-    /// Appends `number` as 16 lowercase hexadecimal digits, a byte (two
-    /// digits) at a time.
-    fn hex(&mut self, number: u64) {
-        let line = &mut self.bytes[self.len..self.len + 16];
-        for (pair, byte) in line.chunks_exact_mut(2).zip(number.to_be_bytes()) {
-            pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
-        }
-        self.len += 16;
-    }
-}
+// `Digits` panics past its capacity; this makes sure no line reaches it.
+const _: () = assert!(LONGEST_LINE <= Digits::CAPACITY);
 
 #[cfg(test)]
 pub(crate) mod tests {

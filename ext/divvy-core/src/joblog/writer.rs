@@ -7,27 +7,15 @@
 //! never stalls the master's loop, and a master killed outright loses at
 //! most the records of its last interval.
 //!
-//! The project's design named a bounded `crossbeam-channel` between the
-//! two. Measured on the tiny-item benchmark (200,000 empty items, 2
-//! workers, 2 CPUs), a batch sent over it each turn of the master's loop
-//! cost 5 to 6% of the run on its own, before any line was formatted: a
-//! wake-up of the thread per batch, and a `Vec` allocated in one thread and
-//! freed in the other per batch. Batching more per send bounds the cost but
-//! lets records wait in the master for as long as it does not turn (a
-//! `dispatch` slow to yield). Two buffers swapped under a lock cost
-//! neither: no allocation once they have grown, no wake-up unless the
-//! thread falls behind, no copy. Measured again against the finished
-//! writer (medians of 21 alternating runs, twice): the log cost 7.9 and
-//! 8.4% with the swapped buffers; 10.7 and 13.1% with a bounded channel
-//! (64 batches) carrying each turn's records and returning the emptied
-//! buffers for reuse, 13.9% without the return. Three more measurements
-//! set the rest:
-//! lines put together in the master instead of the thread cost the
-//! benchmark twice as much (the master's loop is what the run waits for);
-//! `fdatasync` at the end of the run cost 8 to 15% (the write-back is
-//! started instead); and the master waits at the end for the records of
-//! the last interval, so a 2 ms interval costs half what 10 ms does, and
-//! 50 ms twice as much.
+//! Two buffers swapped under a lock cost no allocation once they have
+//! grown, no copy and no wake-up of the thread unless it falls behind. A
+//! bounded `crossbeam-channel` carrying each turn's records, tried first,
+//! woke the thread and freed in it a `Vec` allocated in the master for
+//! every batch: on the tiny-item benchmark the log then cost 11 to 14% of
+//! the run, against about 8% with the swapped buffers (bench/RESULTS.md
+//! has the current figure). The lines are put together in the thread, not
+//! in the master, whose loop is what the run waits for; and the end of the
+//! run starts the write-back rather than wait for it with `fdatasync`.
 
 use std::fs::File;
 use std::io::Write;
@@ -114,7 +102,8 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the thread that appends records to `file`, the job log at
-    /// `path`, with the fields every record of the run shares.
+    /// `path`, with the fields every record of the run shares. Runs in the
+    /// master, before the workers start.
     ///
     /// Returns a message when no thread can be started.
     pub fn start(file: File, path: &Path, fields: RunFields) -> Result<Writer, String> {
@@ -211,7 +200,7 @@ impl Writer {
     }
 
     /// Lets the thread write what it holds and start its write-back, and
-    /// waits for it.
+    /// waits for it to end. Runs in the master, as the run ends.
     ///
     /// Returns the first error writing met, naming the file.
     pub fn finish(&mut self) -> Result<(), String> {

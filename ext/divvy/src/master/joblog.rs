@@ -82,7 +82,7 @@ pub fn admit(ruby: &Ruby, run: &mut Run, mut item: Item) -> Result<Option<Item>,
 
 /// Ends the job log: records what is still held back unless a signal
 /// stopped the run (`stopped`), and waits until everything is written and
-/// synced.
+/// its write-back to disk started.
 ///
 /// Raises `Divvy::Error` naming the file when writing it failed.
 pub fn close(ruby: &Ruby, run: &mut Run, stopped: bool) -> Result<(), Error> {

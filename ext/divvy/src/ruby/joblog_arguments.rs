@@ -2,9 +2,11 @@
 //! log's file (a shard's own, see `joblog::name`) and what a run does with
 //! the items it recorded.
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-use magnus::{prelude::*, Error, RHash, Ruby, Value};
+use magnus::{prelude::*, Error, RHash, RString, Ruby, Value};
 
 use divvy_core::engine::options::Shard;
 use divvy_core::joblog::{name, Resume, Settings};
@@ -76,6 +78,8 @@ fn resume(ruby: &Ruby, value: Option<Value>) -> Result<Resume, Error> {
 }
 
 /// Reads `joblog:`: a String or an object with `to_path` (a Pathname).
+/// The name's bytes are taken as they are, whatever its encoding, as
+/// `File.open` takes them on Unix.
 fn file_name(ruby: &Ruby, value: Value) -> Result<PathBuf, Error> {
     let bad = || {
         divvy_error(
@@ -86,12 +90,15 @@ fn file_name(ruby: &Ruby, value: Value) -> Result<PathBuf, Error> {
             ),
         )
     };
-    let path: String = ruby
+    let path: RString = ruby
         .class_file()
         .funcall("path", (value,))
         .map_err(|_| bad())?;
-    if path.is_empty() {
+    // SAFETY: the bytes are copied before Ruby runs again, so nothing can
+    // change or free the string while the slice is borrowed.
+    let bytes = unsafe { path.as_slice() }.to_vec();
+    if bytes.is_empty() {
         return Err(bad());
     }
-    Ok(PathBuf::from(path))
+    Ok(PathBuf::from(OsString::from_vec(bytes)))
 }
