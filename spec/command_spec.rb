@@ -204,6 +204,28 @@ RSpec.describe 'the divvy command' do
     end
   end
 
+  # File names are bytes: one that is not valid UTF-8 made OptionParser
+  # raise its ArgumentError, with a backtrace, before divvy saw it.
+  it 'takes arguments whose bytes are not valid in the locale, as bytes' do
+    Dir.mktmpdir do |dir|
+      script = write_script(dir, 'args.rb', <<~RUBY)
+        class Args
+          include Divvy::Parallelizable
+          def dispatch = yield(ARGV.first.bytes)
+          def perform(bytes) = p(bytes)
+        end
+      RUBY
+      log = File.join(dir, "run-\xFE.log".b)
+      result = divvy('-n', 1, '--joblog', log, script, "a\xFF".b, env: { 'LANG' => 'C.UTF-8' })
+      expect(result.status).to be_success, result.stderr
+      expect(result.stdout).to eq("[97, 255]\n")
+      expect(File.exist?(log)).to be(true)
+      missing = divvy('-n', 1, File.join(dir, "no-\xFE.rb".b), env: { 'LANG' => 'C.UTF-8' })
+      expect(missing.exitstatus).to eq(1)
+      expect(missing.stderr.b).to end_with("no-\xFE.rb: no such file\n".b)
+    end
+  end
+
   describe 'help and version' do
     it 'prints usage with -h' do
       result = divvy('-h')

@@ -25,7 +25,9 @@ module Divvy
     # @param argv [Array<String>] the command line, without the program name
     # @param stderr [IO] where errors and usage go
     def initialize(argv, stderr: $stderr)
-      @argv = argv.dup
+      # Bytes that are not valid in the locale's encoding (a file name)
+      # would make OptionParser raise: such arguments go on as bytes.
+      @argv = argv.map { |arg| arg.valid_encoding? ? arg : arg.b }
       @stderr = stderr
       @workers = nil
       @verbose = false
