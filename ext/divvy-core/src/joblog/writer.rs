@@ -140,7 +140,8 @@ impl Writer {
     }
 
     /// Returns the log's descriptor, which a forked worker closes: it holds
-    /// the log's lock too (see `os::try_lock`).
+    /// the log's lock too (see `os::try_lock`). Runs in the master, before
+    /// each fork.
     pub fn fd(&self) -> RawFd {
         self.fd
     }
