@@ -77,30 +77,9 @@ RSpec.describe 'a fork that fails' do
   # worker, which went on as a second master and panicked at its end.
   it 'ends only the new worker when Process.fork raises in it' do
     Dir.mktmpdir do |dir|
-      script = write_script(dir, 'fork_raise.rb', <<~RUBY)
-        Process.singleton_class.prepend(Module.new do
-          def fork(*)
-            pid = super
-            if pid.nil? && !File.exist?('raised')
-              File.write('raised', '')
-              raise 'an after-fork callback failed'
-            end
-            pid
-          end
-        end)
-
-        class Items
-          include Divvy::Parallelizable
-          def dispatch = 10.times { |i| yield i }
-          def perform(i) = puts("done \#{i}")
-        end
-      RUBY
-      result = divvy('-n', 2, script, chdir: dir)
-      expect(result.exitstatus).to eq(0), result.stderr
-      expect(result.stdout.lines.sort).to eq((0...10).map { |i| "done #{i}\n" }.sort)
+      result = divvy_with_fork_wrapper(dir, "raise 'an after-fork callback failed'")
+      expect_each_item_once(result)
       expect(result.stderr).to match(/^divvy: worker \d: Process.fork raised in the new worker: RuntimeError: an after-fork callback failed$/)
-      expect(result.stderr).not_to include('panicked')
-      expect(result.stderr.scan(/^divvy: \d+ performed/)).to eq(['divvy: 10 performed'])
     end
   end
 end

@@ -133,32 +133,7 @@ RSpec.describe 'signals' do
   %w[TERM INT].each do |signal|
     it "ends only the new worker when #{signal} reaches it inside Process.fork" do
       Dir.mktmpdir do |dir|
-        script = write_script(dir, 'fork_signal.rb', <<~RUBY)
-          # Like a gem that wraps Process.fork: the first worker signals
-          # itself before its fork returns.
-          Process.singleton_class.prepend(Module.new do
-            def fork(*)
-              pid = super
-              if pid.nil? && !File.exist?('signalled')
-                File.write('signalled', '')
-                Process.kill('#{signal}', Process.pid)
-                sleep 1
-              end
-              pid
-            end
-          end)
-
-          class Items
-            include Divvy::Parallelizable
-            def dispatch = 10.times { |i| yield i }
-            def perform(i) = puts("done \#{i}")
-          end
-        RUBY
-        result = divvy('-n', 2, script, chdir: dir)
-        expect(result.exitstatus).to eq(0), result.stderr
-        expect(result.stdout.lines.sort).to eq((0...10).map { |i| "done #{i}\n" }.sort)
-        expect(result.stderr).not_to include('panicked')
-        expect(result.stderr.scan(/^divvy: \d+ performed/)).to eq(['divvy: 10 performed'])
+        expect_each_item_once(divvy_with_fork_wrapper(dir, "Process.kill('#{signal}', Process.pid); sleep 1"))
       end
     end
   end

@@ -12,6 +12,7 @@ Dir[File.join(__dir__, 'support', '*.rb')].each { |file| require file }
 
 RSpec.configure do |config|
   config.include ProcessHelpers
+  config.include ForkWrapper
   config.disable_monkey_patching!
   # A failure shows the whole output it was about, not the first 200 bytes.
   config.expect_with(:rspec) { |expectations| expectations.max_formatted_output_length = nil }
