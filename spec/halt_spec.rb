@@ -220,10 +220,12 @@ RSpec.describe 'halt policies' do
         master = Divvy::Master.new(task, 2, halt: 'now,fail=1')
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
         master.run
-        p [master.halted?, master.workers_running?, master.items_failed, master.tasks_distributed]
+        # Item 2 may have gone to the worker of item 1 when the master saw
+        # it count item 1 as finished, before it read that item 1 failed.
+        p [master.halted?, master.workers_running?, master.items_failed, [2, 3].include?(master.tasks_distributed)]
         p Process.clock_gettime(Process::CLOCK_MONOTONIC) - started < 15
       RUBY
-      expect(result.stdout).to eq("failed [1]\n[true, false, 1, 2]\ntrue\n"), result.stderr
+      expect(result.stdout).to eq("failed [1]\n[true, false, 1, true]\ntrue\n"), result.stderr
       expect(log).not_to include('end 0')
     end
 
