@@ -141,8 +141,8 @@ impl Run {
             kept.as_value(),
             results,
         ]);
-        let mut keeps_args = false;
-        for hook in ["completed", "failed", "broke"] {
+        let mut keeps_args = calls_completed;
+        for hook in ["failed", "broke"] {
             keeps_args |= setup.task.respond_to(hook, true)?;
         }
         let script = title::script_name(ruby);
@@ -215,11 +215,10 @@ impl Run {
     /// Raises what `Array#[]=` raises (`FrozenError` for an Array frozen
     /// since the run began).
     pub fn store_result(&self, index: u64, result: Value) -> Result<(), Error> {
-        if !self.stores_results {
-            return Ok(());
+        match self.results()? {
+            Some(results) => results.store(position(index), result),
+            None => Ok(()),
         }
-        let results = self.anchor.entry::<RArray>(ANCHOR_RESULTS)?;
-        results.store(isize::try_from(index).unwrap_or(isize::MAX), result)
     }
 
     /// Makes the results Array, when there is one, reach `index` (with
@@ -228,15 +227,20 @@ impl Run {
     ///
     /// Raises what `Array#[]=` raises.
     pub fn reach_result(&self, index: u64) -> Result<(), Error> {
+        match self.results()? {
+            Some(results) if position(index) >= results.len() as isize => {
+                results.store(position(index), Ruby::get_with(results).qnil())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The results Array, when there is one.
+    fn results(&self) -> Result<Option<RArray>, Error> {
         if !self.stores_results {
-            return Ok(());
+            return Ok(None);
         }
-        let results = self.anchor.entry::<RArray>(ANCHOR_RESULTS)?;
-        let index = isize::try_from(index).unwrap_or(isize::MAX);
-        if index < results.len() as isize {
-            return Ok(());
-        }
-        results.store(index, Ruby::get_with(results).qnil())
+        self.anchor.entry::<RArray>(ANCHOR_RESULTS).map(Some)
     }
 
     /// The master's `Divvy::Worker` views.
@@ -278,6 +282,11 @@ fn occupants(ruby: &Ruby, views: RArray, count: usize) -> Result<Vec<Arc<Occupan
             Ok(Arc::clone(view.occupant()))
         })
         .collect()
+}
+
+/// An item's dispatch index as an index into the results Array.
+fn position(index: u64) -> isize {
+    isize::try_from(index).unwrap_or(isize::MAX)
 }
 
 /// Returns the task's `total`, when it has one; a `total` that raises or
