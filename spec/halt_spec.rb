@@ -95,8 +95,10 @@ RSpec.describe 'halt policies' do
       expect(log).to include('start 0')
       expect(log).not_to include('end 0')
       expect(result.stderr).not_to include('performing [0]')
+      # The item after 1 may have gone to item 1's worker when the master saw
+      # it count item 1 as finished, before it read that item 1 failed.
       expect(summary(result)).to match(
-        /\Adivvy: 0 performed, 1 failed, .* halted: 1 item failed \(--halt now,fail=1\), 1 item abandoned\z/
+        /\Adivvy: 0 performed, 1 failed, .* halted: 1 item failed \(--halt now,fail=1\), [12] items? abandoned\z/
       )
     end
 
@@ -128,7 +130,7 @@ RSpec.describe 'halt policies' do
       expect(result.seconds).to be < 15
       expect(log).not_to include('end 0')
       expect(summary(result)).to match(
-        /\Adivvy: 1 performed, 2 failed, .* halted: 1 item performed \(--halt now,success=1\), 1 item abandoned\z/
+        /\Adivvy: 1 performed, 2 failed, .* halted: 1 item performed \(--halt now,success=1\), [12] items? abandoned\z/
       )
     end
 
