@@ -210,6 +210,31 @@ RSpec.describe 'Divvy.map and Divvy.each' do
   # These wait on the core: a perform that raises Divvy::Break counts as
   # performed, stops dispatching, lets the items in flight finish, calls the
   # task's broke(value, *args) in the master, and Master#run returns.
+  describe 'large results (read straight into the Strings returned)' do
+    # Results of many shapes, several over 64 KB (read from the pipe
+    # straight into a String of their own) and some around that size.
+    shapes = [
+      ->(i) { 'é' * (40_000 + i) },
+      ->(i) { ("\x04\b[".b + i.chr) * 30_000 },
+      ->(i) { 'US'.encode('US-ASCII') * (40_000 + i) },
+      ->(i) { [i, 'x' * 70_000] },
+      ->(i) { ['y' * 70_000, i] },
+      ->(i) { { i => 'h' * 80_000 } },
+      ->(i) { 'z' * ((64 * 1024) - 20 + i) }
+    ]
+
+    it 'returns each exactly, in its encoding, as a String the caller may change' do
+      items = (0...(shapes.size * 4)).to_a
+      expected = items.map { |i| shapes[i % shapes.size].call(i) }
+      results = Divvy.map(items, workers: 2) { |i| shapes[i % shapes.size].call(i) }
+      expect(results).to eq(expected)
+      expect(results.grep(String).map(&:encoding)).to eq(expected.grep(String).map(&:encoding))
+      expect(results.grep(String).none?(&:frozen?)).to be(true)
+      expect(results.grep(String).each { |string| string << '!' }.map(&:bytesize))
+        .to eq(expected.grep(String).map { |string| string.bytesize + 1 })
+    end
+  end
+
   describe 'Divvy::Break (needs the core to stop on it)' do
     it 'ends an endless map early and returns the value' do
       result = ruby_script(<<~RUBY)

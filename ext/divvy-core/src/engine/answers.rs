@@ -14,10 +14,7 @@ impl Engine {
     ///
     /// Returns the OS error of a failed read.
     pub fn read_answers(&mut self, index: usize, actions: &mut Vec<Action>) -> io::Result<()> {
-        let Some(link) = self.pool.worker_mut(index).link_mut() else {
-            return Ok(());
-        };
-        link.receive()?;
+        self.receive(index)?;
         let mut handed_back = Vec::new();
         loop {
             let next = self
@@ -34,11 +31,37 @@ impl Engine {
                     self.broken(index, &format!("sent a malformed frame ({error})"), actions);
                     break;
                 }
+                Some(Ok(None)) if self.land(index) => self.receive(index)?,
                 Some(Ok(None)) | None => break,
             }
         }
         self.hand_back(handed_back);
         Ok(())
+    }
+
+    /// Reads what worker `index` has sent so far, landing large results.
+    ///
+    /// Returns the OS error of a failed read.
+    fn receive(&mut self, index: usize) -> io::Result<()> {
+        match self.pool.worker_mut(index).link_mut() {
+            Some(link) => link.receive(self.landings.lander()),
+            None => Ok(()),
+        }
+    }
+
+    /// Begins reading a large result of worker `index` straight into
+    /// memory of its own, when the next frame is one and the run has a
+    /// lander.
+    ///
+    /// Returns true when it began.
+    fn land(&mut self, index: usize) -> bool {
+        let Some(lander) = self.landings.lander() else {
+            return false;
+        };
+        self.pool
+            .worker_mut(index)
+            .link_mut()
+            .is_some_and(|link| link.land(lander))
     }
 
     /// Settles one answer of worker `index`.
@@ -150,14 +173,14 @@ mod tests {
         hold(&mut engine, 0, &[0, 1]);
         let mut actions = Vec::new();
         engine.on_frame(0, Frame::Done, &mut actions);
-        engine.on_frame(0, Frame::Result(vec![4, 8, b'0']), &mut actions);
+        engine.on_frame(0, Frame::Result(vec![4, 8, b'0'].into()), &mut actions);
         assert_eq!(engine.board.performed.get(), 2);
         assert_eq!(
             actions,
             [Action::Completed {
                 who: engine.pool.worker(0).who(),
                 item: item(1),
-                result: vec![4, 8, b'0']
+                result: vec![4, 8, b'0'].into()
             }]
         );
     }

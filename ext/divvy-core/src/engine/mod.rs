@@ -48,6 +48,8 @@ use self::report::{Cause, Who};
 use self::scoreboard::Scoreboard;
 use self::stop::Stop;
 use self::worker::Occupant;
+use crate::wire::frame::ResultBytes;
+use crate::wire::landing::{Lander, Landings};
 
 pub use self::watch::Watched;
 
@@ -79,7 +81,7 @@ pub enum Action {
     Completed {
         who: Who,
         item: Item,
-        result: Vec<u8>,
+        result: ResultBytes,
     },
     /// A kept item (see `Item::kept`) settled: the master may drop what it
     /// kept for it.
@@ -142,6 +144,8 @@ pub struct Engine {
     baseline: Baseline,
     /// The job log, when the run keeps one.
     journal: Option<Journal>,
+    /// Where large results are read to.
+    landings: Landings,
 }
 
 impl Engine {
@@ -171,9 +175,16 @@ impl Engine {
             halted: None,
             baseline: Baseline::default(),
             journal: None,
+            landings: Landings::default(),
         };
         engine.begin_counts();
         engine
+    }
+
+    /// Reads each large result (`LARGE_RESULT` bytes and more) straight
+    /// into memory `lander` provides, rather than through a buffer.
+    pub fn land_results(&mut self, lander: Box<Lander>) {
+        self.landings = Landings::new(lander);
     }
 
     /// The workers.

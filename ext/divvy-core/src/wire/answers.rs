@@ -174,7 +174,7 @@ mod tests {
         let mut answers = Answers::new();
         answers.open(tx.as_raw_fd());
         answers.queue(Frame::Done);
-        answers.queue(Frame::Result(vec![1]));
+        answers.queue(Frame::Result(vec![1].into()));
         let earlier = Failure {
             class_name: "RuntimeError".into(),
             ..Failure::default()
@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn a_large_queue_is_due_at_once() {
         let mut answers = Answers::new();
-        assert!(answers.queue(Frame::Result(vec![0; MAX_BUFFERED])));
+        assert!(answers.queue(Frame::Result(vec![0; MAX_BUFFERED].into())));
     }
 
     #[cfg(target_os = "linux")]
@@ -211,14 +211,14 @@ mod tests {
         let (_rx, tx) = os::pipe().unwrap();
         let mut answers = Answers::new();
         answers.open(tx.as_raw_fd());
-        answers.queue(Frame::Result(vec![7; 1000]));
+        answers.queue(Frame::Result(vec![7; 1000].into()));
         assert!(answers.write());
         let default = pipe_size(&tx);
         assert!(
             default < LARGE_PIPE as i32,
             "a small answer leaves the pipe as it was"
         );
-        answers.queue(Frame::Result(vec![7; 2 * MAX_BUFFERED]));
+        answers.queue(Frame::Result(vec![7; 2 * MAX_BUFFERED].into()));
         assert!(answers.write(), "the large answer fits the grown pipe");
         assert_eq!(pipe_size(&tx), LARGE_PIPE as i32);
     }

@@ -1,14 +1,18 @@
 //! Reassembles frames from a pipe, where they arrive in arbitrary pieces.
 //! It reads straight into its buffer and lends a worker each item's payload
 //! from there; a large item's payload it hands over to be read straight
-//! into the item's own memory.
+//! into the item's own memory, and a large result it reads straight into
+//! the memory its reader provides (`landing`).
 
 use std::ops::Range;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::errno::Errno;
 
-use super::frame::{check_header, Frame, ProtocolError, HEADER_LEN, KIND_ITEM};
+use super::frame::{
+    check_header, Frame, ProtocolError, ResultBytes, HEADER_LEN, KIND_ITEM, KIND_RESULT,
+};
+use super::landing::{Lander, Landing, LARGE_RESULT};
 
 /// Bytes asked of the kernel per read, at least.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -22,6 +26,9 @@ pub struct Decoder {
     buffer: Vec<u8>,
     start: usize,
     missing: usize,
+    /// The large result being read straight into its own memory; it is the
+    /// next frame, and the buffer holds nothing before it is full.
+    landing: Option<Landing>,
 }
 
 impl Decoder {
@@ -39,14 +46,25 @@ impl Decoder {
 
     /// Reads what `fd` has straight into the buffer (no zero-filling, no
     /// copy): `READ_CHUNK` bytes, or the rest of a large frame whose start
-    /// is already in.
+    /// is already in; while a large result is landing, into its room.
     ///
     /// Returns the count read, 0 at end-of-file, or the OS error.
     pub fn read_from(&mut self, fd: BorrowedFd<'_>) -> nix::Result<usize> {
+        if let Some(landing) = self.landing.as_mut().filter(|landing| !landing.is_full()) {
+            let rest = landing.rest();
+            // SAFETY: reads at most `rest.len()` bytes into the landing's room.
+            let read = unsafe { libc::read(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
+            let count = usize::try_from(Errno::result(read)?).unwrap_or(0);
+            // SAFETY: the kernel wrote `count` bytes of the room.
+            unsafe { landing.advance(count) };
+            return Ok(count);
+        }
         self.compact();
-        self.buffer
-            .reserve(self.missing.clamp(READ_CHUNK, MAX_READ));
-        let spare = self.buffer.spare_capacity_mut();
+        // No more than that, so that a large frame's start is not read
+        // far into the buffer before it can be handed over or landed.
+        let want = self.missing.clamp(READ_CHUNK, MAX_READ);
+        self.buffer.reserve(want);
+        let spare = &mut self.buffer.spare_capacity_mut()[..want];
         // SAFETY: reads at most `spare.len()` bytes into the buffer's
         // reserved capacity; only the bytes the kernel wrote are then
         // counted as initialized.
@@ -60,13 +78,16 @@ impl Decoder {
     /// True when bytes of an unfinished frame are buffered.
     #[cfg(test)]
     pub fn has_partial(&self) -> bool {
-        self.start < self.buffer.len()
+        self.landing.is_some() || self.start < self.buffer.len()
     }
 
     /// True when a whole frame is buffered (or the bytes buffered are
     /// already malformed), so the next `next_frame` or `next_item` call
     /// needs no more input.
     pub fn has_frame(&self) -> bool {
+        if let Some(landing) = &self.landing {
+            return landing.is_full();
+        }
         self.next_header().is_some_and(|(_, len, buffered)| {
             usize::try_from(len).map_or(true, |len| buffered >= len)
         })
@@ -76,6 +97,13 @@ impl Decoder {
     /// or an error when the stream is malformed (the decoder is then of no
     /// further use).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ProtocolError> {
+        if let Some(landing) = self.landing.take() {
+            if !landing.is_full() {
+                self.landing = Some(landing);
+                return Ok(None);
+            }
+            return Ok(Some(Frame::Result(ResultBytes::Landed(landing))));
+        }
         let Some((kind, payload)) = self.next_raw()? else {
             return Ok(None);
         };
@@ -116,6 +144,32 @@ impl Decoder {
         self.start = 0;
         self.missing = 0;
         count
+    }
+
+    /// When the next frame is a large `Result` that has begun but is not
+    /// all buffered, asks `lander` for memory of its size, moves the part
+    /// buffered there, and reads the rest of it there (see `read_from`).
+    ///
+    /// Returns true when a landing began.
+    pub fn land(&mut self, lander: &mut Lander) -> bool {
+        let Some((KIND_RESULT, len, buffered)) = self.next_header() else {
+            return false;
+        };
+        let Ok(len) = check_header(KIND_RESULT, len) else {
+            return false;
+        };
+        if self.landing.is_some() || len < LARGE_RESULT || buffered >= len {
+            return false;
+        }
+        let Some(mut landing) = lander(len) else {
+            return false;
+        };
+        landing.fill(&self.buffer[self.start + HEADER_LEN..]);
+        self.buffer.clear();
+        self.start = 0;
+        self.missing = 0;
+        self.landing = Some(landing);
+        true
     }
 
     /// Reads the header of the next frame, once it is buffered: its kind,
@@ -215,6 +269,61 @@ mod tests {
         }
         feeder.join().unwrap();
         assert_eq!(frame, Some(Frame::Item(vec![7; 100_000])));
+    }
+
+    /// Reads `frames`, written to a pipe by another thread, landing what
+    /// `lander` takes. Returns the frames, and whether each was landed.
+    fn receive_landing(frames: Vec<Frame>, lander: &mut Lander) -> Vec<(Frame, bool)> {
+        use std::os::fd::AsFd;
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let count = frames.len();
+        let bytes: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
+        let feeder = std::thread::spawn(move || nix::unistd::write(&writer, &bytes).unwrap());
+        let mut decoder = Decoder::new();
+        let mut received = Vec::new();
+        while received.len() < count {
+            assert!(decoder.read_from(reader.as_fd()).unwrap() > 0);
+            loop {
+                match decoder.next_frame().unwrap() {
+                    Some(Frame::Result(ResultBytes::Landed(landing))) => {
+                        received.push((Frame::Result(landing.bytes().to_vec().into()), true));
+                    }
+                    Some(frame) => received.push((frame, false)),
+                    None if decoder.land(lander) => {}
+                    None => break,
+                }
+            }
+        }
+        feeder.join().unwrap();
+        received
+    }
+
+    #[test]
+    fn reads_a_large_result_straight_into_memory_the_lander_gives() {
+        let large: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
+        let frames = vec![
+            Frame::Done,
+            Frame::Result(large.clone().into()),
+            Frame::Result(vec![1; 100].into()),
+            Frame::Item(vec![2; 2 * LARGE_RESULT]),
+            Frame::Result(vec![3; LARGE_RESULT].into()),
+        ];
+        let received = receive_landing(frames, &mut *crate::wire::landing::tests::vec_lander());
+        let landed: Vec<bool> = received.iter().map(|(_, landed)| *landed).collect();
+        assert_eq!(landed, [false, true, false, false, true]);
+        assert_eq!(received[1].0, Frame::Result(large.into()));
+        assert_eq!(received[4].0, Frame::Result(vec![3; LARGE_RESULT].into()));
+    }
+
+    #[test]
+    fn buffers_a_large_result_the_lander_refuses() {
+        let large = vec![9; 4 * LARGE_RESULT];
+        let frames = vec![Frame::Result(large.clone().into()), Frame::Done];
+        let received = receive_landing(frames, &mut |_| None);
+        assert_eq!(
+            received,
+            [(Frame::Result(large.into()), false), (Frame::Done, false)]
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+use super::landing::Landing;
+
 /// Bytes before a frame's payload: the kind byte and the `u64` length.
 pub const HEADER_LEN: usize = 9;
 
@@ -23,7 +25,7 @@ pub(crate) const KIND_RESULT: u8 = 6;
 pub(crate) const KIND_BROKE: u8 = 7;
 
 /// One message between master and worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
     /// Master to worker: a Marshal dump of the argument array to perform.
     Item(Vec<u8>),
@@ -34,7 +36,7 @@ pub enum Frame {
     /// Worker to master: the oldest item it holds was performed and
     /// returned this value (a Marshal dump); sent instead of `Done` when the
     /// task wants results.
-    Result(Vec<u8>),
+    Result(ResultBytes),
     /// Worker to master: the oldest item it holds raised.
     Failed(Failure),
     /// Worker to master: the oldest item it holds raised `Divvy::Break`
@@ -45,6 +47,38 @@ pub enum Frame {
     /// items it still holds were never started.
     Bye,
 }
+
+/// The Marshal dump of a result: bytes of its own, or, in the master, a
+/// large one landed where its reader asked (see `landing`).
+#[derive(Debug)]
+pub enum ResultBytes {
+    Owned(Vec<u8>),
+    Landed(Landing),
+}
+
+impl ResultBytes {
+    /// The dump's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            ResultBytes::Owned(bytes) => bytes,
+            ResultBytes::Landed(landing) => landing.bytes(),
+        }
+    }
+}
+
+impl From<Vec<u8>> for ResultBytes {
+    fn from(bytes: Vec<u8>) -> ResultBytes {
+        ResultBytes::Owned(bytes)
+    }
+}
+
+impl PartialEq for ResultBytes {
+    fn eq(&self, other: &ResultBytes) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for ResultBytes {}
 
 /// What a worker reports about an exception raised by `perform`. Plain
 /// strings, so the report survives exceptions that Marshal cannot dump.
@@ -99,7 +133,7 @@ impl Frame {
             Frame::Item(payload) => push_frame(out, KIND_ITEM, payload),
             Frame::Ready => push_frame(out, KIND_READY, &[]),
             Frame::Done => push_frame(out, KIND_DONE, &[]),
-            Frame::Result(value) => push_frame(out, KIND_RESULT, value),
+            Frame::Result(value) => push_frame(out, KIND_RESULT, value.as_slice()),
             Frame::Broke(value) => push_frame(out, KIND_BROKE, value),
             Frame::Bye => push_frame(out, KIND_BYE, &[]),
             Frame::Failed(failure) => {
@@ -114,9 +148,8 @@ impl Frame {
     pub fn encoded_len(&self) -> usize {
         HEADER_LEN
             + match self {
-                Frame::Item(payload) | Frame::Result(payload) | Frame::Broke(payload) => {
-                    payload.len()
-                }
+                Frame::Item(payload) | Frame::Broke(payload) => payload.len(),
+                Frame::Result(value) => value.as_slice().len(),
                 Frame::Ready | Frame::Done | Frame::Bye => 0,
                 Frame::Failed(failure) => failure.encoded_len(),
             }
@@ -137,7 +170,7 @@ impl Frame {
             KIND_ITEM => Frame::Item(payload.to_vec()),
             KIND_READY => Frame::Ready,
             KIND_DONE => Frame::Done,
-            KIND_RESULT => Frame::Result(payload.to_vec()),
+            KIND_RESULT => Frame::Result(payload.to_vec().into()),
             KIND_BROKE => Frame::Broke(payload.to_vec()),
             KIND_BYE => Frame::Bye,
             KIND_FAILED => Frame::Failed(Failure::decode(payload)?),
@@ -252,7 +285,7 @@ pub(crate) mod tests {
             Frame::Ready,
             Frame::Item(b"\x04\x08[\x06i\x06".to_vec()),
             Frame::Done,
-            Frame::Result(vec![4, 8, 105, 6]),
+            Frame::Result(vec![4, 8, 105, 6].into()),
             Frame::Failed(Failure {
                 class_name: "RuntimeError".into(),
                 message: "boom ✓".into(),

@@ -15,6 +15,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use super::counter::Counter;
 use super::decoder::{Decoder, READ_CHUNK};
 use super::frame::{item_header, Frame, ProtocolError};
+use super::landing::Lander;
 use super::outbox::{write_parts, Outbox};
 use super::payload::Payload;
 use crate::os;
@@ -204,10 +205,15 @@ impl Link {
         self.flush()
     }
 
-    /// Reads everything the worker has written so far into the decoder.
-    /// Records end-of-file, after which `hung_up` is true.
-    pub fn receive(&mut self) -> io::Result<()> {
+    /// Reads everything the worker has written so far into the decoder;
+    /// the rest of a large result whose start is in goes straight into
+    /// memory `lander` provides, if given (see `land`). Records end-of-file,
+    /// after which `hung_up` is true.
+    pub fn receive(&mut self, mut lander: Option<&mut Lander>) -> io::Result<()> {
         while !self.hung_up {
+            if let Some(lander) = lander.as_deref_mut() {
+                self.decoder.land(lander);
+            }
             match self.decoder.read_from(self.answer_rx.as_fd()) {
                 Ok(0) => self.hung_up = true,
                 Ok(count) if count < READ_CHUNK => return Ok(()),
@@ -217,6 +223,17 @@ impl Link {
             }
         }
         Ok(())
+    }
+
+    /// Begins reading the next frame, a large result whose start is
+    /// received, straight into memory `lander` provides.
+    ///
+    /// Returns true when it began: `receive` then reads the rest there.
+    /// (`receive` begins one itself, when the large result is the next
+    /// frame as it reads; this is for one that becomes the next frame as
+    /// the frames before it are taken.)
+    pub fn land(&mut self, lander: &mut Lander) -> bool {
+        self.decoder.land(lander)
     }
 
     /// Returns the next complete frame received, if any.
@@ -381,8 +398,8 @@ mod tests {
         drop(ends);
         // A short read returns at once; end-of-file shows on the next one,
         // as it does when poll reports the pipe readable again.
-        link.receive().unwrap();
-        link.receive().unwrap();
+        link.receive(None).unwrap();
+        link.receive(None).unwrap();
         assert_eq!(link.next_frame().unwrap(), Some(Frame::Ready));
         assert_eq!(link.next_frame().unwrap(), Some(Frame::Done));
         assert_eq!(link.next_frame().unwrap(), None);

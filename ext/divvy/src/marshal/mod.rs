@@ -11,10 +11,13 @@ use build::Source;
 use magnus::{
     prelude::*,
     rb_sys::{protect, AsRawValue, FromRawValue},
+    value::BoxValue,
     Error, RArray, RString, Ruby, Value,
 };
 
-use divvy_core::plain::{dump_into, parse, parse_value, Encoding, Plain};
+use divvy_core::plain::{dump_into, parse, parse_value, Encoding, ParsedDump, Plain};
+use divvy_core::wire::frame::ResultBytes;
+use divvy_core::wire::landing::Landing;
 use divvy_core::wire::payload::Payload;
 
 use crate::vm::gc::GcPause;
@@ -120,8 +123,18 @@ pub fn load_borrowed(ruby: &Ruby, bytes: &[u8]) -> Result<Value, Error> {
 /// Returns the arguments; raises what `Marshal.load` raises.
 pub fn load_args_from(ruby: &Ruby, dump: RString) -> Result<RArray, Error> {
     // SAFETY: no Ruby code runs while the parse reads the bytes.
-    let Some(parsed) = parse(unsafe { dump.as_slice() }) else {
-        return RArray::try_convert(load_string(dump)?);
+    let parsed = parse(unsafe { dump.as_slice() });
+    RArray::try_convert(load_owned(ruby, dump, parsed)?)
+}
+
+/// Loads the value `dump` holds, a String the caller gives up, from
+/// `parsed`, its plain parse, or with `Marshal.load` when it has none. The
+/// large String that ends a plain dump shares `dump`'s bytes.
+///
+/// Returns the value; raises what `Marshal.load` raises.
+fn load_owned(ruby: &Ruby, dump: RString, parsed: Option<ParsedDump>) -> Result<Value, Error> {
+    let Some(parsed) = parsed else {
+        return load_string(dump);
     };
     let tail = parsed
         .last_string
@@ -130,7 +143,7 @@ pub fn load_args_from(ruby: &Ruby, dump: RString) -> Result<RArray, Error> {
         dump,
         tail: tail.as_ref(),
     };
-    RArray::try_convert(build::build(ruby, &source, &parsed.value)?)
+    build::build(ruby, &source, &parsed.value)
 }
 
 /// Dumps what `perform` returned, in the worker: a plain value (see
@@ -152,14 +165,53 @@ pub fn dump_result(ruby: &Ruby, value: Value) -> Result<Vec<u8>, Error> {
 }
 
 /// Loads a result the master received: a plain dump is read without Ruby's
-/// Marshal, anything else with it.
+/// Marshal, anything else with it. A large one landed in a String of its
+/// own (`land_in_string`), whose bytes a large String result then shares.
 ///
 /// Returns the value; raises what `Marshal.load` raises.
-pub fn load_result(ruby: &Ruby, bytes: &[u8]) -> Result<Value, Error> {
-    match parse_value(bytes) {
-        Some(parsed) => build::build(ruby, &Source::Bytes(bytes), &parsed.value),
-        None => load(ruby, bytes),
+pub fn load_result(ruby: &Ruby, result: ResultBytes) -> Result<Value, Error> {
+    match result {
+        ResultBytes::Owned(bytes) => match parse_value(&bytes) {
+            Some(parsed) => build::build(ruby, &Source::Bytes(&bytes), &parsed.value),
+            None => load(ruby, &bytes),
+        },
+        ResultBytes::Landed(landing) => {
+            let len = landing.bytes().len();
+            let dump = *landing
+                .into_owner()
+                .downcast::<BoxValue<RString>>()
+                .map_err(|_| {
+                    Error::new(ruby.exception_type_error(), "a result landed elsewhere")
+                })?;
+            let dump = *dump;
+            // SAFETY: the String, on this stack now, had room for `len`
+            // bytes, all written.
+            unsafe { rb_sys::rb_str_set_len(dump.as_raw(), len as std::os::raw::c_long) };
+            // SAFETY: no Ruby code runs while the parse reads the bytes.
+            let parsed = parse_value(unsafe { dump.as_slice() });
+            load_owned(ruby, dump, parsed)
+        }
     }
+}
+
+/// Makes room for a large result to be read into: a String with room for
+/// `len` bytes, kept from the GC (and from moving) while the landing lives;
+/// `load_result` takes it over. Runs in the master.
+///
+/// Returns `None` when Ruby cannot allocate it.
+pub fn land_in_string(len: usize) -> Option<Landing> {
+    let capacity = std::os::raw::c_long::try_from(len).ok()?;
+    // SAFETY: allocating may raise NoMemoryError, which `protect` catches.
+    let raw = protect(|| unsafe { rb_sys::rb_str_buf_new(capacity) }).ok()?;
+    // SAFETY: `raw` is the String just made, on this stack.
+    let string = RString::from_value(unsafe { Value::from_raw(raw) })?;
+    // SAFETY: a String this large keeps its room in a heap buffer that
+    // stays put; nothing but the landing refers to the String, so nothing
+    // else reads or writes the room while the boxed value keeps it.
+    let ptr = unsafe { rb_sys::RSTRING_PTR(raw) }.cast_mut().cast::<u8>();
+    let owner = Box::new(BoxValue::new(string));
+    // SAFETY: see above.
+    Some(unsafe { Landing::new(ptr, len, owner) })
 }
 
 /// The encodings the plain path handles.

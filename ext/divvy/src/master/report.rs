@@ -12,6 +12,7 @@ use divvy_core::engine::item::Item;
 use divvy_core::engine::report::{failure_message, truncate, Cause, Who};
 use divvy_core::engine::{Action, Fatal, Retry};
 use divvy_core::os;
+use divvy_core::wire::frame::ResultBytes;
 
 use super::run::Run;
 use super::traps;
@@ -37,7 +38,7 @@ pub fn carry_out(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
 fn carry_out_batch(ruby: &Ruby, run: &mut Run) -> Result<(), Error> {
     for action in std::mem::take(&mut run.actions) {
         match action {
-            Action::Completed { who, item, result } => completed(ruby, run, who, item, &result)?,
+            Action::Completed { who, item, result } => completed(ruby, run, who, item, result)?,
             Action::Broke { item, value } => broke(ruby, run, &item, &value)?,
             Action::Settled { index } => {
                 run.kept_args(index, true)?;
@@ -79,8 +80,14 @@ fn send_signal(pid: i32, signal: i32) {
 /// loaded fails the item instead (or has it tried again).
 ///
 /// Raises what the hook raises, and what storing raises.
-fn completed(ruby: &Ruby, run: &mut Run, who: Who, item: Item, result: &[u8]) -> Result<(), Error> {
-    let received = result.len();
+fn completed(
+    ruby: &Ruby,
+    run: &mut Run,
+    who: Who,
+    item: Item,
+    result: ResultBytes,
+) -> Result<(), Error> {
+    let received = result.as_slice().len();
     let result = match marshal::load_result(ruby, result) {
         Ok(result) => result,
         Err(error) => {

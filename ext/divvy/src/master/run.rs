@@ -23,6 +23,7 @@ use super::fork_watch::ForkWatch;
 use super::joblog::{self as log, Resumed};
 use super::meter::Meter;
 use super::view::WorkerView;
+use crate::marshal;
 use crate::vm::errors::{divvy_error, os_error};
 use crate::vm::gc::register;
 use crate::vm::title;
@@ -147,6 +148,7 @@ impl Run {
         }
         let script = title::script_name(ruby);
         let mut engine = Engine::new(options, Arc::clone(&setup.board), occupants);
+        engine.land_results(Box::new(marshal::land_in_string));
         let resumed = match &setup.joblog {
             Some(settings) => log::open(ruby, settings, &mut engine, &script)?,
             None => None,
