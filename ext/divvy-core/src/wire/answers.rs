@@ -86,14 +86,20 @@ impl Answers {
     /// Returns false when the master is gone, or the pipe was closed or
     /// replaced.
     pub fn write(&mut self) -> bool {
+        let mut written = self.identity.is_some() && identity(self.fd) == self.identity;
+        if written {
+            self.enlarge_for_large_writes();
+        }
         self.buffer.clear();
         for frame in self.frames.drain(..) {
-            frame.encode_into(&mut self.buffer);
+            // A large result is written from where it lies, not copied.
+            if let Some(payload) = frame.encode_into_unless_large(&mut self.buffer, MAX_BUFFERED) {
+                written =
+                    written && write_all(self.fd, &self.buffer) && write_all(self.fd, payload);
+                self.buffer.clear();
+            }
         }
-        let written = self.identity.is_some() && identity(self.fd) == self.identity && {
-            self.enlarge_for_large_writes();
-            write_all(self.fd, &self.buffer)
-        };
+        written = written && write_all(self.fd, &self.buffer);
         self.bytes = 0;
         self.oldest = None;
         written
@@ -101,10 +107,10 @@ impl Answers {
 }
 
 impl Answers {
-    /// Asks for a larger pipe the first time the buffer outgrows the
-    /// default one.
+    /// Asks for a larger pipe the first time the answers to write outgrow
+    /// the default one.
     fn enlarge_for_large_writes(&mut self) {
-        if !self.enlarged && self.buffer.len() > MAX_BUFFERED {
+        if !self.enlarged && self.bytes > MAX_BUFFERED {
             self.enlarged = true;
             // SAFETY: `fd` was just checked to be the open answer pipe.
             os::enlarge_pipe(unsafe { BorrowedFd::borrow_raw(self.fd) }, LARGE_PIPE);
@@ -192,6 +198,35 @@ mod tests {
         expected.extend(Frame::Failed(full).encode());
         expected.extend(Frame::Failed(earlier).encode());
         assert_eq!(&buffer[..count], expected.as_slice());
+    }
+
+    #[test]
+    fn writes_a_large_result_in_its_place_among_the_answers() {
+        let (rx, tx) = os::pipe().unwrap();
+        let frames = [
+            Frame::Done,
+            Frame::Result(
+                (0..3 * MAX_BUFFERED)
+                    .map(|n| n as u8)
+                    .collect::<Vec<u8>>()
+                    .into(),
+            ),
+            Frame::Result(vec![5; 10].into()),
+        ];
+        let expected: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
+        let reader = std::thread::spawn(move || {
+            let mut received = Vec::new();
+            std::io::Read::read_to_end(&mut std::fs::File::from(rx), &mut received).unwrap();
+            received
+        });
+        let mut answers = Answers::new();
+        answers.open(tx.as_raw_fd());
+        for frame in frames {
+            answers.queue(frame);
+        }
+        assert!(answers.write());
+        drop(tx);
+        assert_eq!(reader.join().unwrap(), expected);
     }
 
     #[test]

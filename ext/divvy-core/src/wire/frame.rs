@@ -144,6 +144,23 @@ impl Frame {
         }
     }
 
+    /// Appends this frame's bytes to `out`, except the payload of a result
+    /// of `large` bytes or more: that is returned, to be written after
+    /// `out` from where it lies rather than copied.
+    pub fn encode_into_unless_large(&self, out: &mut Vec<u8>, large: usize) -> Option<&[u8]> {
+        match self {
+            Frame::Result(value) if value.as_slice().len() >= large => {
+                out.push(KIND_RESULT);
+                out.extend_from_slice(&(value.as_slice().len() as u64).to_le_bytes());
+                Some(value.as_slice())
+            }
+            frame => {
+                frame.encode_into(out);
+                None
+            }
+        }
+    }
+
     /// Returns how many bytes `encode_into` appends for this frame.
     pub fn encoded_len(&self) -> usize {
         HEADER_LEN
@@ -308,6 +325,26 @@ pub(crate) mod tests {
             Frame::Item(vec![7, 8]).encode()[..HEADER_LEN]
         );
         assert_eq!(Frame::Bye.encode(), [KIND_BYE, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn leaves_a_large_result_s_payload_out_of_the_buffer() {
+        let mut out = Vec::new();
+        assert_eq!(Frame::Done.encode_into_unless_large(&mut out, 4), None);
+        assert_eq!(
+            Frame::Result(vec![1; 3].into()).encode_into_unless_large(&mut out, 4),
+            None
+        );
+        let large = Frame::Result(vec![2; 4].into());
+        assert_eq!(
+            large.encode_into_unless_large(&mut out, 4),
+            Some(&[2u8; 4][..])
+        );
+        out.extend_from_slice(&[2; 4]);
+        let mut whole = Frame::Done.encode();
+        Frame::Result(vec![1; 3].into()).encode_into(&mut whole);
+        large.encode_into(&mut whole);
+        assert_eq!(out, whole);
     }
 
     #[test]
