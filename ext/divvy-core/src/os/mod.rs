@@ -4,7 +4,7 @@
 //! feature makes a Linux build use it too, so that it is tested.
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
 #[cfg(all(target_os = "linux", not(feature = "portable")))]
 mod linux;
@@ -40,6 +40,19 @@ pub fn enlarge_pipe(fd: BorrowedFd<'_>, bytes: usize) {
 /// (`EAGAIN` when the pipe is full).
 pub fn splice_into_pipe(fd: BorrowedFd<'_>, bytes: &[u8]) -> Option<nix::Result<usize>> {
     imp::splice_into_pipe(fd, bytes)
+}
+
+/// How many bytes the pipe `fd` (either end) holds that its reader has
+/// not read yet, or `None` when the system will not say.
+pub fn unread_bytes(fd: RawFd) -> Option<u64> {
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to the pointer it is given.
+    let asked = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread as *mut libc::c_int) };
+    if asked == 0 {
+        u64::try_from(unread).ok()
+    } else {
+        None
+    }
 }
 
 /// Arranges for this process (a worker) to be killed when the process

@@ -8,6 +8,7 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::frame::{Failure, Frame};
+use super::lent::Lent;
 use crate::os;
 
 /// The longest an answer waits in the buffer.
@@ -37,6 +38,8 @@ pub struct Answers {
     oldest: Option<Instant>,
     /// Whether the pipe was asked to grow to `LARGE_PIPE`.
     enlarged: bool,
+    /// The large results lent to the pipe, kept until the master read them.
+    lent: Lent,
 }
 
 impl Answers {
@@ -50,6 +53,7 @@ impl Answers {
             buffer: Vec::new(),
             oldest: None,
             enlarged: false,
+            lent: Lent::new(),
         }
     }
 
@@ -89,17 +93,19 @@ impl Answers {
         let mut written = self.identity.is_some() && identity(self.fd) == self.identity;
         if written {
             self.enlarge_for_large_writes();
+            self.lent.release_read(self.fd);
         }
         self.buffer.clear();
         for frame in self.frames.drain(..) {
-            // A large result is written from where it lies, not copied.
-            if let Some(payload) = frame.encode_into_unless_large(&mut self.buffer, MAX_BUFFERED) {
-                written =
-                    written && write_all(self.fd, &self.buffer) && write_all(self.fd, payload);
+            // A large result is lent to the pipe from where it lies.
+            if let Some(result) = frame.encode_unless_large(&mut self.buffer, MAX_BUFFERED) {
+                written = written
+                    && self.lent.write(self.fd, &self.buffer)
+                    && self.lent.lend(self.fd, result);
                 self.buffer.clear();
             }
         }
-        written = written && write_all(self.fd, &self.buffer);
+        written = written && self.lent.write(self.fd, &self.buffer);
         self.bytes = 0;
         self.oldest = None;
         written
@@ -136,21 +142,6 @@ fn identity(fd: RawFd) -> Option<(u64, u64)> {
     // The fields' types differ between systems (i32 on macOS).
     #[allow(clippy::unnecessary_cast)]
     Some((stat.st_dev as u64, stat.st_ino as u64))
-}
-
-fn write_all(fd: RawFd, mut bytes: &[u8]) -> bool {
-    while !bytes.is_empty() {
-        // SAFETY: writes from a valid buffer to a descriptor; a closed or
-        // foreign one fails with an error, which is handled.
-        let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        match usize::try_from(written) {
-            Ok(count) => bytes = &bytes[count..],
-            Err(_) if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {
-            }
-            Err(_) => return false,
-        }
-    }
-    true
 }
 
 #[cfg(test)]

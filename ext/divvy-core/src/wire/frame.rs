@@ -145,14 +145,14 @@ impl Frame {
     }
 
     /// Appends this frame's bytes to `out`, except the payload of a result
-    /// of `large` bytes or more: that is returned, to be written after
-    /// `out` from where it lies rather than copied.
-    pub fn encode_into_unless_large(&self, out: &mut Vec<u8>, large: usize) -> Option<&[u8]> {
+    /// of `large` bytes or more: that is returned, to be put into the pipe
+    /// after `out` from where it lies rather than copied.
+    pub fn encode_unless_large(self, out: &mut Vec<u8>, large: usize) -> Option<ResultBytes> {
         match self {
             Frame::Result(value) if value.as_slice().len() >= large => {
                 out.push(KIND_RESULT);
                 out.extend_from_slice(&(value.as_slice().len() as u64).to_le_bytes());
-                Some(value.as_slice())
+                Some(value)
             }
             frame => {
                 frame.encode_into(out);
@@ -330,20 +330,20 @@ pub(crate) mod tests {
     #[test]
     fn leaves_a_large_result_s_payload_out_of_the_buffer() {
         let mut out = Vec::new();
-        assert_eq!(Frame::Done.encode_into_unless_large(&mut out, 4), None);
+        assert_eq!(Frame::Done.encode_unless_large(&mut out, 4), None);
         assert_eq!(
-            Frame::Result(vec![1; 3].into()).encode_into_unless_large(&mut out, 4),
+            Frame::Result(vec![1; 3].into()).encode_unless_large(&mut out, 4),
             None
         );
         let large = Frame::Result(vec![2; 4].into());
         assert_eq!(
-            large.encode_into_unless_large(&mut out, 4),
-            Some(&[2u8; 4][..])
+            large.encode_unless_large(&mut out, 4),
+            Some(vec![2; 4].into())
         );
         out.extend_from_slice(&[2; 4]);
         let mut whole = Frame::Done.encode();
         Frame::Result(vec![1; 3].into()).encode_into(&mut whole);
-        large.encode_into(&mut whole);
+        Frame::Result(vec![2; 4].into()).encode_into(&mut whole);
         assert_eq!(out, whole);
     }
 
