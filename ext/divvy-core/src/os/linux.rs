@@ -45,6 +45,26 @@ pub fn splice_into_pipe(fd: BorrowedFd<'_>, bytes: &[u8]) -> Option<nix::Result<
     }
 }
 
+pub fn prefault(room: &mut [std::mem::MaybeUninit<u8>]) {
+    // madvise wants a page-aligned start; the pages it covers are whole
+    // ones inside `room`.
+    let page = 4096;
+    let start = room.as_mut_ptr() as usize;
+    let aligned = start.next_multiple_of(page);
+    let end = (start + room.len()) & !(page - 1);
+    if end > aligned {
+        // SAFETY: the range lies inside `room`, which the caller may write;
+        // populating only maps its pages (zero-filled where new).
+        unsafe {
+            libc::madvise(
+                aligned as *mut libc::c_void,
+                end - aligned,
+                libc::MADV_POPULATE_WRITE,
+            );
+        }
+    }
+}
+
 pub fn die_with_parent(master_pid: i32) -> bool {
     // The kernel sends the signal when the parent dies, even by SIGKILL. A
     // real-time signal, which Ruby leaves alone, reaches a handler that

@@ -42,6 +42,14 @@ pub fn splice_into_pipe(fd: BorrowedFd<'_>, bytes: &[u8]) -> Option<nix::Result<
     imp::splice_into_pipe(fd, bytes)
 }
 
+/// Has the kernel map the pages of `room` now (Linux's
+/// `MADV_POPULATE_WRITE`), so that a read into it does not fault them in
+/// while it holds the pipe's lock and the writer waits. Elsewhere, and on
+/// kernels before 5.14, the read faults them in as usual.
+pub fn prefault(room: &mut [std::mem::MaybeUninit<u8>]) {
+    imp::prefault(room);
+}
+
 /// How many bytes the pipe `fd` (either end) holds that its reader has
 /// not read yet, or `None` when the system will not say.
 pub fn unread_bytes(fd: RawFd) -> Option<u64> {

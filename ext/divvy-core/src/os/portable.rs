@@ -24,6 +24,8 @@ pub fn splice_into_pipe(_fd: BorrowedFd<'_>, _bytes: &[u8]) -> Option<nix::Resul
     None
 }
 
+pub fn prefault(_room: &mut [std::mem::MaybeUninit<u8>]) {}
+
 pub fn die_with_parent(master_pid: i32) -> bool {
     // A thread of its own looks for the parent, so that a worker busy in a
     // long `perform` still notices; it needs no Ruby. Reparented (the

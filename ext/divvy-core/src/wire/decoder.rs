@@ -164,6 +164,7 @@ impl Decoder {
         let Some(mut landing) = lander(len) else {
             return false;
         };
+        crate::os::prefault(landing.rest());
         landing.fill(&self.buffer[self.start + HEADER_LEN..]);
         self.buffer.clear();
         self.start = 0;
