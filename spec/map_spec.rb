@@ -235,6 +235,20 @@ RSpec.describe 'Divvy.map and Divvy.each' do
     end
   end
 
+  describe 'large results lent to the pipe' do
+    it 'arrive as returned, though the next item changes the String in place' do
+      buffer = +''
+      results = Divvy.map(0...40, workers: 2) do |i|
+        # What the worker's previous item returned, changed in place.
+        buffer.setbyte(0, 33) unless buffer.empty?
+        buffer << ('y' * 1000)
+        buffer.replace(i.to_s * 50_000)
+        buffer << ('x' * (i * 1000))
+      end
+      expect(results).to eq((0...40).map { |i| (i.to_s * 50_000) + ('x' * (i * 1000)) })
+    end
+  end
+
   describe 'Divvy::Break (needs the core to stop on it)' do
     it 'ends an endless map early and returns the value' do
       result = ruby_script(<<~RUBY)

@@ -9,9 +9,11 @@
 //! `Divvy::Break`: performed, and the run should stop); and `Bye` when it
 //! leaves on its own before the master closed its pipe.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::landing::Landing;
+use super::payload::{Payload, Piece};
 
 /// Bytes before a frame's payload: the kind byte and the `u64` length.
 pub const HEADER_LEN: usize = 9;
@@ -48,20 +50,48 @@ pub enum Frame {
     Bye,
 }
 
-/// The Marshal dump of a result: bytes of its own, or, in the master, a
-/// large one landed where its reader asked (see `landing`).
+/// The Marshal dump of a result: bytes of its own; in a worker, a dump
+/// whose large Strings are referenced rather than copied (see `payload`);
+/// in the master, a large one landed where its reader asked (see
+/// `landing`).
 #[derive(Debug)]
 pub enum ResultBytes {
     Owned(Vec<u8>),
+    Dumped(Payload),
     Landed(Landing),
 }
 
 impl ResultBytes {
-    /// The dump's bytes.
-    pub fn as_slice(&self) -> &[u8] {
+    /// The dump's length in bytes.
+    pub fn len(&self) -> usize {
         match self {
-            ResultBytes::Owned(bytes) => bytes,
-            ResultBytes::Landed(landing) => landing.bytes(),
+            ResultBytes::Owned(bytes) => bytes.len(),
+            ResultBytes::Dumped(payload) => payload.len(),
+            ResultBytes::Landed(landing) => landing.bytes().len(),
+        }
+    }
+
+    /// True when the dump has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The dump's pieces in order: its bytes, or owned and referenced runs.
+    pub fn pieces(&self) -> Vec<Piece<'_>> {
+        match self {
+            ResultBytes::Owned(bytes) => vec![Piece::Copied(bytes)],
+            ResultBytes::Dumped(payload) => payload.pieces().collect(),
+            ResultBytes::Landed(landing) => vec![Piece::Copied(landing.bytes())],
+        }
+    }
+
+    /// The whole dump as one run of bytes (assembled for a `Dumped` one
+    /// that refers to others).
+    pub fn to_bytes(&self) -> Cow<'_, [u8]> {
+        match self {
+            ResultBytes::Owned(bytes) => Cow::Borrowed(bytes),
+            ResultBytes::Dumped(payload) => payload.to_bytes(),
+            ResultBytes::Landed(landing) => Cow::Borrowed(landing.bytes()),
         }
     }
 }
@@ -74,7 +104,7 @@ impl From<Vec<u8>> for ResultBytes {
 
 impl PartialEq for ResultBytes {
     fn eq(&self, other: &ResultBytes) -> bool {
-        self.as_slice() == other.as_slice()
+        self.to_bytes() == other.to_bytes()
     }
 }
 
@@ -133,7 +163,7 @@ impl Frame {
             Frame::Item(payload) => push_frame(out, KIND_ITEM, payload),
             Frame::Ready => push_frame(out, KIND_READY, &[]),
             Frame::Done => push_frame(out, KIND_DONE, &[]),
-            Frame::Result(value) => push_frame(out, KIND_RESULT, value.as_slice()),
+            Frame::Result(value) => push_frame(out, KIND_RESULT, &value.to_bytes()),
             Frame::Broke(value) => push_frame(out, KIND_BROKE, value),
             Frame::Bye => push_frame(out, KIND_BYE, &[]),
             Frame::Failed(failure) => {
@@ -149,9 +179,9 @@ impl Frame {
     /// after `out` from where it lies rather than copied.
     pub fn encode_unless_large(self, out: &mut Vec<u8>, large: usize) -> Option<ResultBytes> {
         match self {
-            Frame::Result(value) if value.as_slice().len() >= large => {
+            Frame::Result(value) if value.len() >= large => {
                 out.push(KIND_RESULT);
-                out.extend_from_slice(&(value.as_slice().len() as u64).to_le_bytes());
+                out.extend_from_slice(&(value.len() as u64).to_le_bytes());
                 Some(value)
             }
             frame => {
@@ -166,7 +196,7 @@ impl Frame {
         HEADER_LEN
             + match self {
                 Frame::Item(payload) | Frame::Broke(payload) => payload.len(),
-                Frame::Result(value) => value.as_slice().len(),
+                Frame::Result(value) => value.len(),
                 Frame::Ready | Frame::Done | Frame::Bye => 0,
                 Frame::Failed(failure) => failure.encoded_len(),
             }

@@ -10,7 +10,12 @@ use std::os::fd::{BorrowedFd, RawFd};
 use nix::errno::Errno;
 
 use super::frame::ResultBytes;
+use super::payload::Piece;
 use crate::os;
+
+/// Runs shorter than this are copied: each lent run takes pipe buffers of
+/// its own, a page each at least.
+const MIN_LENT: usize = 4096;
 
 /// The results lent to one pipe and not yet known to be read.
 #[derive(Debug)]
@@ -47,30 +52,26 @@ impl Lent {
         true
     }
 
-    /// Puts `result`'s bytes into the blocking pipe `fd`: lent where the
-    /// system can, else copied. Keeps `result` while the pipe may still
-    /// refer to its pages.
+    /// Puts `result`'s bytes into the blocking pipe `fd`: its large runs
+    /// lent where the system can, everything else copied. Keeps `result`
+    /// while the pipe may still refer to its pages.
     ///
     /// Returns false when the pipe failed (the master is gone).
     pub fn lend(&mut self, fd: RawFd, result: ResultBytes) -> bool {
-        let mut rest = result.as_slice();
         let mut lent = false;
-        while !rest.is_empty() {
-            // SAFETY: the caller's `fd` is open for the whole call.
-            let pipe = unsafe { BorrowedFd::borrow_raw(fd) };
-            match os::splice_into_pipe(pipe, rest) {
-                None => {
-                    if !self.write(fd, rest) {
-                        return false;
-                    }
-                    break;
-                }
-                Some(Ok(count)) => {
-                    lent = true;
-                    self.advance(&mut rest, count);
-                }
-                Some(Err(Errno::EAGAIN)) if wait_writable(fd) => {}
-                Some(Err(_)) => return false,
+        for piece in result.pieces() {
+            let bytes = match piece {
+                Piece::Copied(bytes) => bytes,
+                Piece::Referenced(frozen) => frozen.bytes(),
+            };
+            let sent = if bytes.len() < MIN_LENT {
+                self.write(fd, bytes).then_some(false)
+            } else {
+                self.splice(fd, bytes)
+            };
+            match sent {
+                Some(spliced) => lent |= spliced,
+                None => return false,
             }
         }
         if lent {
@@ -98,6 +99,28 @@ impl Lent {
     #[cfg(test)]
     pub fn kept(&self) -> usize {
         self.results.len()
+    }
+
+    /// Puts `bytes` into the blocking pipe `fd`, lent where the system
+    /// can, else copied.
+    ///
+    /// Returns whether any were lent, or `None` when the pipe failed.
+    fn splice(&mut self, fd: RawFd, mut bytes: &[u8]) -> Option<bool> {
+        let mut lent = false;
+        while !bytes.is_empty() {
+            // SAFETY: the caller's `fd` is open for the whole call.
+            let pipe = unsafe { BorrowedFd::borrow_raw(fd) };
+            match os::splice_into_pipe(pipe, bytes) {
+                None => return self.write(fd, bytes).then_some(lent),
+                Some(Ok(count)) => {
+                    lent = true;
+                    self.advance(&mut bytes, count);
+                }
+                Some(Err(Errno::EAGAIN)) if wait_writable(fd) => {}
+                Some(Err(_)) => return None,
+            }
+        }
+        Some(lent)
     }
 
     /// Counts `count` bytes of `bytes` as put into the pipe.
@@ -168,6 +191,25 @@ mod tests {
         most.push(last[0]);
         assert_eq!(&head, b"head");
         assert_eq!(most, payload);
+    }
+
+    #[test]
+    fn lends_the_referenced_runs_of_a_dump_and_copies_the_rest() {
+        use crate::wire::payload::{tests::frozen, Payload};
+        let (rx, tx) = os::pipe().unwrap();
+        let large: Vec<u8> = (0..20_000).map(|n| (n % 239) as u8).collect();
+        let mut dump = Payload::from(b"\x04\x08I\"".to_vec());
+        dump.refer(frozen(&large));
+        dump.extend_from_slice(b"\x06:\x06ET");
+        let expected = dump.to_bytes().into_owned();
+        let mut lent = Lent::new();
+        assert!(lent.lend(tx.as_raw_fd(), ResultBytes::Dumped(dump)));
+        let spliced = usize::from(cfg!(all(target_os = "linux", not(feature = "portable"))));
+        assert_eq!(lent.kept(), spliced);
+        drop(tx);
+        let mut received = Vec::new();
+        std::fs::File::from(rx).read_to_end(&mut received).unwrap();
+        assert_eq!(received, expected);
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! An item's Marshal dump as it goes down a task pipe. Most of it is bytes
-//! the master wrote; a large String inside it is not copied but referenced
-//! (`Frozen`), kept alive and unchanged for as long as the item is held,
-//! and spliced into the pipe from where it lies. Nothing here touches Ruby:
+//! A Marshal dump as it goes into a pipe: an item down a worker's item
+//! pipe, or a large result up its answer pipe. Most of it is bytes that
+//! were written for it; a large String inside it is not copied but
+//! referenced (`Frozen`), kept alive and unchanged until the other end has
+//! read it, and spliced into the pipe from where it lies. Nothing here touches Ruby:
 //! the owner of referenced bytes is opaque.
 
 use std::any::Any;
@@ -38,10 +39,10 @@ impl Frozen {
     }
 }
 
-// SAFETY: the master creates, clones and drops `Frozen` values only on
-// threads that hold Ruby's GVL (the run loop; the pump that runs without it
-// touches file descriptors only), so the Ruby owner is never used
-// concurrently; the bytes themselves are read-only.
+// SAFETY: the master (its run loop) and a worker (its answers) create,
+// clone and drop `Frozen` values only on threads that hold Ruby's GVL; what
+// runs without it touches file descriptors only. So the Ruby owner is never
+// used concurrently; the bytes themselves are read-only.
 unsafe impl Send for Frozen {}
 // SAFETY: as above; `&Frozen` gives read-only access to unchanging bytes.
 unsafe impl Sync for Frozen {}

@@ -38,9 +38,29 @@ pub const LARGE_STRING: usize = 64 * 1024;
 /// singleton).
 pub fn dump_args(ruby: &Ruby, args: &[Value], buffer: Vec<u8>) -> Result<(Payload, bool), Error> {
     let mut out = Payload::from_buffer(buffer);
+    if dump_plain(ruby, args, |items| {
+        dump_into(&Plain::Array(items), &mut out)
+    })? {
+        return Ok((out, true));
+    }
+    let dumped = dump(ruby, ruby.ary_new_from_values(args).as_value())?;
+    out.extend_from_slice(&dumped);
+    Ok((out, false))
+}
+
+/// Describes `values` for the plain path, each large String by a frozen
+/// snapshot that shares its bytes, and hands the description to `write`.
+///
+/// Returns false, without calling `write`, when a value needs Ruby's
+/// Marshal; raises `NoMemoryError` when a snapshot cannot be made.
+fn dump_plain(
+    ruby: &Ruby,
+    values: &[Value],
+    write: impl for<'a> FnOnce(Vec<Plain<'a>>),
+) -> Result<bool, Error> {
     let mut walk = walk::Walk::default();
-    let mut described = walk.describe(ruby, args);
-    let mut gc_paused = None;
+    let mut described = walk.describe(ruby, values);
+    let mut _gc_paused = None;
     if described.is_some() && !walk.unfrozen.is_empty() {
         // The Strings found are held here as raw VALUEs, which a compacting
         // GC could move, so the GC waits until the snapshots are made (and
@@ -50,23 +70,16 @@ pub fn dump_args(ruby: &Ruby, args: &[Value], buffer: Vec<u8>) -> Result<(Payloa
         // again once it is paused. Snapshots allocate, so the description
         // is made again afterwards rather than trusted across them.
         drop(described);
-        gc_paused = Some(GcPause::start());
+        _gc_paused = Some(GcPause::start());
         walk = walk::Walk::default();
-        drop(walk.describe(ruby, args));
+        drop(walk.describe(ruby, values));
         for string in std::mem::take(&mut walk.unfrozen) {
             walk.snapshots.push((string, walk::snapshot(ruby, string)?));
         }
         walk.identities.clear();
-        described = walk.describe(ruby, args);
+        described = walk.describe(ruby, values);
     }
-    if let Some(items) = described {
-        dump_into(&Plain::Array(items), &mut out);
-        return Ok((out, true));
-    }
-    drop(gc_paused);
-    let dumped = dump(ruby, ruby.ary_new_from_values(args).as_value())?;
-    out.extend_from_slice(&dumped);
-    Ok((out, false))
+    Ok(described.map(write).is_some())
 }
 
 /// Dumps `value` with Ruby's Marshal.
@@ -147,21 +160,23 @@ fn load_owned(ruby: &Ruby, dump: RString, parsed: Option<ParsedDump>) -> Result<
 }
 
 /// Dumps what `perform` returned, in the worker: a plain value (see
-/// `divvy_core::plain`) by walking it in Rust, anything else with Ruby's
-/// Marshal.
+/// `divvy_core::plain`) by walking it in Rust, its large Strings referenced
+/// by frozen snapshots rather than copied (the answers keep them until the
+/// master has read them); anything else with Ruby's Marshal.
 ///
-/// Returns the bytes; raises what `Marshal.dump` raises.
-pub fn dump_result(ruby: &Ruby, value: Value) -> Result<Vec<u8>, Error> {
-    // No Ruby code runs between the walk and the dump, so the bytes the
-    // description borrows stay put; large Strings are copied, not
-    // referenced, since the dump outlives the value.
-    let described = walk::Walk::default().describe(ruby, &[value]);
-    if let Some([plain]) = described.as_deref() {
-        let mut out = Payload::default();
-        dump_into(plain, &mut out);
-        return Ok(out.into_buffer());
-    }
-    dump(ruby, value)
+/// Returns the dump; raises what `Marshal.dump` raises.
+pub fn dump_result(ruby: &Ruby, value: Value) -> Result<ResultBytes, Error> {
+    let mut out = Payload::default();
+    let plain = dump_plain(ruby, &[value], |mut described| {
+        if let Some(plain) = described.pop() {
+            dump_into(&plain, &mut out);
+        }
+    })?;
+    Ok(match plain {
+        true if out.has_references() => ResultBytes::Dumped(out),
+        true => ResultBytes::Owned(out.into_buffer()),
+        false => ResultBytes::Owned(dump(ruby, value)?),
+    })
 }
 
 /// Loads a result the master received: a plain dump is read without Ruby's
@@ -171,10 +186,13 @@ pub fn dump_result(ruby: &Ruby, value: Value) -> Result<Vec<u8>, Error> {
 /// Returns the value; raises what `Marshal.load` raises.
 pub fn load_result(ruby: &Ruby, result: ResultBytes) -> Result<Value, Error> {
     match result {
-        ResultBytes::Owned(bytes) => match parse_value(&bytes) {
-            Some(parsed) => build::build(ruby, &Source::Bytes(&bytes), &parsed.value),
-            None => load(ruby, &bytes),
-        },
+        ResultBytes::Owned(_) | ResultBytes::Dumped(_) => {
+            let bytes = result.to_bytes();
+            match parse_value(&bytes) {
+                Some(parsed) => build::build(ruby, &Source::Bytes(&bytes), &parsed.value),
+                None => load(ruby, &bytes),
+            }
+        }
         ResultBytes::Landed(landing) => {
             let len = landing.bytes().len();
             let dump = *landing

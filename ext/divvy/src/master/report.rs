@@ -87,7 +87,7 @@ fn completed(
     item: Item,
     result: ResultBytes,
 ) -> Result<(), Error> {
-    let received = result.as_slice().len();
+    let received = result.len();
     let result = match marshal::load_result(ruby, result) {
         Ok(result) => result,
         Err(error) => {

@@ -118,7 +118,7 @@ impl Performer {
             return Ok(Frame::Done);
         }
         match marshal::dump_result(ruby, value) {
-            Ok(bytes) => Ok(Frame::Result(bytes.into())),
+            Ok(result) => Ok(Frame::Result(result)),
             Err(error) => {
                 let reason = failure_of(&error).message;
                 let message = format!("the result of perform cannot be marshalled: {reason}");
