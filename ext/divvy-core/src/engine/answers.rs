@@ -16,7 +16,8 @@ impl Engine {
     pub fn read_answers(&mut self, index: usize, actions: &mut Vec<Action>) -> io::Result<()> {
         self.receive(index)?;
         let mut handed_back = Vec::new();
-        loop {
+        let mut received = Ok(());
+        while received.is_ok() {
             let next = self
                 .pool
                 .worker_mut(index)
@@ -31,12 +32,12 @@ impl Engine {
                     self.broken(index, &format!("sent a malformed frame ({error})"), actions);
                     break;
                 }
-                Some(Ok(None)) if self.land(index) => self.receive(index)?,
+                Some(Ok(None)) if self.land(index) => received = self.receive(index),
                 Some(Ok(None)) | None => break,
             }
         }
         self.hand_back(handed_back);
-        Ok(())
+        received
     }
 
     /// Reads what worker `index` has sent so far, landing large results.

@@ -48,7 +48,10 @@ pub fn splice_into_pipe(fd: BorrowedFd<'_>, bytes: &[u8]) -> Option<nix::Result<
 pub fn prefault(room: &mut [std::mem::MaybeUninit<u8>]) {
     // madvise wants a page-aligned start; the pages it covers are whole
     // ones inside `room`.
-    let page = 4096;
+    // SAFETY: sysconf only reads a system value.
+    let Ok(page) = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }) else {
+        return;
+    };
     let start = room.as_mut_ptr() as usize;
     let aligned = start.next_multiple_of(page);
     let end = (start + room.len()) & !(page - 1);

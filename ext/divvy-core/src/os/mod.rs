@@ -42,7 +42,7 @@ pub fn splice_into_pipe(fd: BorrowedFd<'_>, bytes: &[u8]) -> Option<nix::Result<
     imp::splice_into_pipe(fd, bytes)
 }
 
-/// Has the kernel map the pages of `room` now (Linux's
+/// Has the kernel map the whole pages inside `room` now (Linux's
 /// `MADV_POPULATE_WRITE`), so that a read into it does not fault them in
 /// while it holds the pipe's lock and the writer waits. Elsewhere, and on
 /// kernels before 5.14, the read faults them in as usual.

@@ -1,5 +1,6 @@
 //! A worker's answers on their way to the master, batched: a worker that
-//! finishes many small items writes their answers with one system call.
+//! finishes many small items writes their answers with one system call,
+//! and a large result is lent to the pipe from where it lies (`lent`).
 //! The worker writes them before it waits for more work, when a failure is
 //! to be reported, when they pile up, or when the oldest has waited long
 //! enough that the master should hear of it.

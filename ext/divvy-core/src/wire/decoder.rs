@@ -14,8 +14,8 @@ use super::frame::{
 };
 use super::landing::{Lander, Landing, LARGE_RESULT};
 
-/// Bytes asked of the kernel per read, at least.
-pub const READ_CHUNK: usize = 64 * 1024;
+/// Bytes asked of the kernel per read into the buffer, at least.
+const READ_CHUNK: usize = 64 * 1024;
 /// Bytes asked of the kernel per read, at most: a large frame is read in
 /// pieces this big.
 const MAX_READ: usize = 16 * 1024 * 1024;
@@ -29,6 +29,9 @@ pub struct Decoder {
     /// The large result being read straight into its own memory; it is the
     /// next frame, and the buffer holds nothing before it is full.
     landing: Option<Landing>,
+    /// How many bytes the last read asked for: one that brought fewer
+    /// found the pipe empty.
+    asked: usize,
 }
 
 impl Decoder {
@@ -51,7 +54,9 @@ impl Decoder {
     /// Returns the count read, 0 at end-of-file, or the OS error.
     pub fn read_from(&mut self, fd: BorrowedFd<'_>) -> nix::Result<usize> {
         if let Some(landing) = self.landing.as_mut().filter(|landing| !landing.is_full()) {
+            landing.prefault(MAX_READ);
             let rest = landing.rest();
+            self.asked = rest.len();
             // SAFETY: reads at most `rest.len()` bytes into the landing's room.
             let read = unsafe { libc::read(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
             let count = usize::try_from(Errno::result(read)?).unwrap_or(0);
@@ -63,6 +68,7 @@ impl Decoder {
         // No more than that, so that a large frame's start is not read
         // far into the buffer before it can be handed over or landed.
         let want = self.missing.clamp(READ_CHUNK, MAX_READ);
+        self.asked = want;
         self.buffer.reserve(want);
         let spare = &mut self.buffer.spare_capacity_mut()[..want];
         // SAFETY: reads at most `spare.len()` bytes into the buffer's
@@ -73,6 +79,12 @@ impl Decoder {
         // SAFETY: the kernel initialized `count` bytes past the old length.
         unsafe { self.buffer.set_len(self.buffer.len() + count) };
         Ok(count)
+    }
+
+    /// True when the last read brought fewer bytes than it asked for: the
+    /// pipe had no more at the time.
+    pub fn drained(&self, count: usize) -> bool {
+        count < self.asked
     }
 
     /// True when bytes of an unfinished frame are buffered.
@@ -164,7 +176,6 @@ impl Decoder {
         let Some(mut landing) = lander(len) else {
             return false;
         };
-        crate::os::prefault(landing.rest());
         landing.fill(&self.buffer[self.start + HEADER_LEN..]);
         self.buffer.clear();
         self.start = 0;

@@ -76,7 +76,9 @@ impl ResultBytes {
         self.len() == 0
     }
 
-    /// The dump's pieces in order: its bytes, or owned and referenced runs.
+    /// The dump's pieces in order: its own bytes, or a `Dumped` one's
+    /// owned and referenced runs. (All of them stay put while the value
+    /// lives, so any may be lent to a pipe.)
     pub fn pieces(&self) -> Vec<Piece<'_>> {
         match self {
             ResultBytes::Owned(bytes) => vec![Piece::Copied(bytes)],
@@ -180,8 +182,7 @@ impl Frame {
     pub fn encode_unless_large(self, out: &mut Vec<u8>, large: usize) -> Option<ResultBytes> {
         match self {
             Frame::Result(value) if value.len() >= large => {
-                out.push(KIND_RESULT);
-                out.extend_from_slice(&(value.len() as u64).to_le_bytes());
+                out.extend_from_slice(&header(KIND_RESULT, value.len()));
                 Some(value)
             }
             frame => {
@@ -247,8 +248,13 @@ pub(crate) fn check_header(kind: u8, len: u64) -> Result<usize, ProtocolError> {
 /// Returns the header of an `Item` frame whose payload is `len` bytes, for
 /// writing a large payload without copying it behind its header.
 pub fn item_header(len: usize) -> [u8; HEADER_LEN] {
+    header(KIND_ITEM, len)
+}
+
+/// Returns the header of a frame of `kind` whose payload is `len` bytes.
+fn header(kind: u8, len: usize) -> [u8; HEADER_LEN] {
     let mut header = [0u8; HEADER_LEN];
-    header[0] = KIND_ITEM;
+    header[0] = kind;
     header[1..].copy_from_slice(&(len as u64).to_le_bytes());
     header
 }

@@ -8,6 +8,8 @@ use std::any::Any;
 use std::fmt;
 use std::mem::MaybeUninit;
 
+use crate::os;
+
 /// Results at least this large are landed, when a `Lander` is given.
 pub const LARGE_RESULT: usize = 64 * 1024;
 
@@ -47,6 +49,8 @@ pub struct Landing {
     ptr: *mut u8,
     size: usize,
     filled: usize,
+    /// How much of the room has been mapped ahead of the reads.
+    mapped: usize,
     owner: Box<dyn Any>,
 }
 
@@ -61,6 +65,7 @@ impl Landing {
             ptr,
             size,
             filled: 0,
+            mapped: 0,
             owner,
         }
     }
@@ -90,6 +95,28 @@ impl Landing {
                 self.ptr.add(self.filled).cast::<MaybeUninit<u8>>(),
                 self.size - self.filled,
             )
+        }
+    }
+
+    /// Has the kernel map up to `ahead` bytes of the room past what is
+    /// written (`os::prefault`), so that the next read only copies: a read
+    /// that faulted pages in would do it holding the pipe's lock, keeping
+    /// the writer waiting. No further ahead, so that a large announced
+    /// size costs memory only as its bytes arrive.
+    pub(crate) fn prefault(&mut self, ahead: usize) {
+        let until = self.filled.saturating_add(ahead).min(self.size);
+        if until > self.mapped {
+            let from = self.mapped.max(self.filled);
+            // SAFETY: `from..until` lies inside the room, which `new`'s
+            // contract lets this landing write.
+            let room = unsafe {
+                std::slice::from_raw_parts_mut(
+                    self.ptr.add(from).cast::<MaybeUninit<u8>>(),
+                    until - from,
+                )
+            };
+            os::prefault(room);
+            self.mapped = until;
         }
     }
 

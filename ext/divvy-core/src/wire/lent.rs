@@ -116,8 +116,14 @@ impl Lent {
                     lent = true;
                     self.advance(&mut bytes, count);
                 }
-                Some(Err(Errno::EAGAIN)) if wait_writable(fd) => {}
-                Some(Err(_)) => return None,
+                Some(Err(Errno::EAGAIN)) => {
+                    if !wait_writable(fd) {
+                        return None;
+                    }
+                }
+                // Another failure (ENOMEM) may be the splice's alone: the
+                // rest is written, which fails too when the pipe does.
+                Some(Err(_)) => return self.write(fd, bytes).then_some(lent),
             }
         }
         Some(lent)

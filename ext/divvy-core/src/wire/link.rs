@@ -13,7 +13,7 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use super::counter::Counter;
-use super::decoder::{Decoder, READ_CHUNK};
+use super::decoder::Decoder;
 use super::frame::{item_header, Frame, ProtocolError};
 use super::landing::Lander;
 use super::outbox::{write_parts, Outbox};
@@ -216,7 +216,7 @@ impl Link {
             }
             match self.decoder.read_from(self.answer_rx.as_fd()) {
                 Ok(0) => self.hung_up = true,
-                Ok(count) if count < READ_CHUNK => return Ok(()),
+                Ok(count) if self.decoder.drained(count) => return Ok(()),
                 Ok(_) | Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return Ok(()),
                 Err(other) => return Err(other.into()),
@@ -404,6 +404,26 @@ mod tests {
         assert_eq!(link.next_frame().unwrap(), Some(Frame::Done));
         assert_eq!(link.next_frame().unwrap(), None);
         assert!(link.hung_up());
+    }
+
+    #[test]
+    #[cfg(all(target_os = "linux", not(feature = "portable")))]
+    fn receives_what_follows_a_landed_result_in_the_same_call() {
+        // As when a worker that exited is settled: one call must read all
+        // it wrote, though the landing's last read is short of 64 KB.
+        let (mut link, ends) = open(false).unwrap();
+        os::enlarge_pipe(ends.answer_tx.as_fd(), 1024 * 1024);
+        let mut bytes = Frame::Result(vec![5; 100_000].into()).encode();
+        Frame::Done.encode_into(&mut bytes);
+        write(&ends.answer_tx, &bytes).unwrap();
+        drop(ends);
+        let mut lander = crate::wire::landing::tests::vec_lander();
+        link.receive(Some(&mut *lander)).unwrap();
+        assert!(matches!(
+            link.next_frame().unwrap(),
+            Some(Frame::Result(crate::wire::frame::ResultBytes::Landed(_)))
+        ));
+        assert_eq!(link.next_frame().unwrap(), Some(Frame::Done));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Building the Ruby value a plain dump describes, its bytes read from
-//! the String the dump arrived in or from bytes the master read.
+//! the String a large dump arrived in or from bytes the master read.
 
 use std::ops::Range;
 
@@ -12,13 +12,14 @@ use super::encoding_index;
 
 /// Where the bytes of a plain dump are.
 pub(super) enum Source<'a> {
-    /// A String the worker read a large item into and gives up: the String
-    /// at `tail` shares its buffer.
+    /// A String a large dump was read into, given up by its reader (the
+    /// worker for an item, the master for a result): the String at `tail`
+    /// shares its buffer.
     Owned {
         dump: RString,
         tail: Option<&'a Range<usize>>,
     },
-    /// Bytes the master received (a result).
+    /// Bytes the master received (a small result).
     Bytes(&'a [u8]),
 }
 
@@ -40,7 +41,7 @@ impl Source<'_> {
                 // rb_str_subseq shares a buffer only with a substring that
                 // runs to its end, so the dump is cut there first: what
                 // followed was this String's encoding, already read.
-                // SAFETY: `dump` is a live String the worker owns, at
+                // SAFETY: `dump` is a live String its reader gave up, at
                 // least `range.end` long; it is not used again as a dump.
                 unsafe {
                     rb_sys::rb_str_set_len(dump.as_raw(), range.end as std::os::raw::c_long);

@@ -203,8 +203,11 @@ pub fn load_result(ruby: &Ruby, result: ResultBytes) -> Result<Value, Error> {
                 })?;
             let dump = *dump;
             // SAFETY: the String, on this stack now, had room for `len`
-            // bytes, all written.
-            unsafe { rb_sys::rb_str_set_len(dump.as_raw(), len as std::os::raw::c_long) };
+            // bytes, all written; it is shown to Ruby again as a String.
+            unsafe {
+                rb_sys::rb_obj_reveal(dump.as_raw(), rb_sys::rb_cString);
+                rb_sys::rb_str_set_len(dump.as_raw(), len as std::os::raw::c_long);
+            }
             // SAFETY: no Ruby code runs while the parse reads the bytes.
             let parsed = parse_value(unsafe { dump.as_slice() });
             load_owned(ruby, dump, parsed)
@@ -213,7 +216,8 @@ pub fn load_result(ruby: &Ruby, result: ResultBytes) -> Result<Value, Error> {
 }
 
 /// Makes room for a large result to be read into: a String with room for
-/// `len` bytes, kept from the GC (and from moving) while the landing lives;
+/// `len` bytes, hidden from Ruby code (`ObjectSpace` does not list it) and
+/// kept from the GC (and from moving) while the landing lives;
 /// `load_result` takes it over. Runs in the master.
 ///
 /// Returns `None` when Ruby cannot allocate it.
@@ -221,11 +225,14 @@ pub fn land_in_string(len: usize) -> Option<Landing> {
     let capacity = std::os::raw::c_long::try_from(len).ok()?;
     // SAFETY: allocating may raise NoMemoryError, which `protect` catches.
     let raw = protect(|| unsafe { rb_sys::rb_str_buf_new(capacity) }).ok()?;
+    // SAFETY: hiding only clears the class of the String just made.
+    unsafe { rb_sys::rb_obj_hide(raw) };
     // SAFETY: `raw` is the String just made, on this stack.
     let string = RString::from_value(unsafe { Value::from_raw(raw) })?;
     // SAFETY: a String this large keeps its room in a heap buffer that
-    // stays put; nothing but the landing refers to the String, so nothing
-    // else reads or writes the room while the boxed value keeps it.
+    // stays put; nothing but the landing refers to the String, and Ruby
+    // code cannot find it, so nothing else reads or writes the room while
+    // the boxed value keeps it.
     let ptr = unsafe { rb_sys::RSTRING_PTR(raw) }.cast_mut().cast::<u8>();
     let owner = Box::new(BoxValue::new(string));
     // SAFETY: see above.
