@@ -114,11 +114,16 @@ impl<'a> Receiver<'a> {
         let capacity = std::os::raw::c_long::try_from(len).unwrap_or(std::os::raw::c_long::MAX);
         // SAFETY: allocating may raise NoMemoryError, which `protect` catches.
         let raw = protect(|| unsafe { rb_sys::rb_str_buf_new(capacity) })?;
+        // SAFETY: hiding only clears the class of the String just made, so
+        // that a trap running between the reads cannot find it
+        // (`ObjectSpace`) and change it.
+        unsafe { rb_sys::rb_obj_hide(raw) };
         // SAFETY: `raw` is the String just made, on this stack.
         let dump = RString::from_value(unsafe { Value::from_raw(raw) })
             .ok_or_else(|| Error::new(ruby.exception_type_error(), "not a String"))?;
         // SAFETY: the String has room for `len` bytes in a heap buffer that
-        // stays put while it lives (on this stack, so the GC keeps it).
+        // stays put while it lives (on this stack, so the GC keeps it), and
+        // Ruby code cannot reach it.
         let room = unsafe {
             std::slice::from_raw_parts_mut(
                 rb_sys::RSTRING_PTR(dump.as_raw())
@@ -149,8 +154,12 @@ impl<'a> Receiver<'a> {
                 result => filled += read_count(ruby, result)?,
             }
         }
-        // SAFETY: all `len` bytes are now written.
-        unsafe { rb_sys::rb_str_set_len(dump.as_raw(), len as std::os::raw::c_long) };
+        // SAFETY: all `len` bytes are now written; the String is shown to
+        // Ruby again as a String.
+        unsafe {
+            rb_sys::rb_obj_reveal(dump.as_raw(), rb_sys::rb_cString);
+            rb_sys::rb_str_set_len(dump.as_raw(), len as std::os::raw::c_long);
+        }
         Ok(dump)
     }
 }
