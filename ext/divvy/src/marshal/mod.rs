@@ -202,12 +202,8 @@ pub fn load_result(ruby: &Ruby, result: ResultBytes) -> Result<Value, Error> {
                     Error::new(ruby.exception_type_error(), "a result landed elsewhere")
                 })?;
             let dump = *dump;
-            // SAFETY: the String, on this stack now, had room for `len`
-            // bytes, all written; it is shown to Ruby again as a String.
-            unsafe {
-                rb_sys::rb_obj_reveal(dump.as_raw(), rb_sys::rb_cString);
-                rb_sys::rb_str_set_len(dump.as_raw(), len as std::os::raw::c_long);
-            }
+            // SAFETY: the String, on this stack now, is full.
+            unsafe { reveal_dump(dump, len) };
             // SAFETY: no Ruby code runs while the parse reads the bytes.
             let parsed = parse_value(unsafe { dump.as_slice() });
             load_owned(ruby, dump, parsed)
@@ -215,28 +211,51 @@ pub fn load_result(ruby: &Ruby, result: ResultBytes) -> Result<Value, Error> {
     }
 }
 
-/// Makes room for a large result to be read into: a String with room for
-/// `len` bytes, hidden from Ruby code (`ObjectSpace` does not list it) and
+/// Makes room for a large result to be read into: a String (`hidden_dump`)
 /// kept from the GC (and from moving) while the landing lives;
 /// `load_result` takes it over. Runs in the master.
 ///
 /// Returns `None` when Ruby cannot allocate it.
 pub fn land_in_string(len: usize) -> Option<Landing> {
-    let capacity = std::os::raw::c_long::try_from(len).ok()?;
+    let ruby = Ruby::get().ok()?;
+    let (string, room) = hidden_dump(&ruby, len).ok()?;
+    let owner = Box::new(BoxValue::new(string));
+    // SAFETY: nothing but the landing refers to the String, and Ruby code
+    // cannot find it, so nothing else reads or writes the room while the
+    // boxed value keeps it (see `hidden_dump`).
+    Some(unsafe { Landing::new(room, len, owner) })
+}
+
+/// Makes a String with room for `len` bytes, for a large dump to be read
+/// into from a pipe, hidden from Ruby code until `reveal_dump` (no hook or
+/// trap can find it through `ObjectSpace` and change it meanwhile). A
+/// String this large keeps its room in a heap buffer that stays put while
+/// the String lives.
+///
+/// Returns the String and where its room starts; raises `NoMemoryError`
+/// when Ruby cannot allocate it.
+pub(crate) fn hidden_dump(ruby: &Ruby, len: usize) -> Result<(RString, *mut u8), Error> {
+    let capacity = std::os::raw::c_long::try_from(len).unwrap_or(std::os::raw::c_long::MAX);
     // SAFETY: allocating may raise NoMemoryError, which `protect` catches.
-    let raw = protect(|| unsafe { rb_sys::rb_str_buf_new(capacity) }).ok()?;
+    let raw = protect(|| unsafe { rb_sys::rb_str_buf_new(capacity) })?;
     // SAFETY: hiding only clears the class of the String just made.
     unsafe { rb_sys::rb_obj_hide(raw) };
     // SAFETY: `raw` is the String just made, on this stack.
-    let string = RString::from_value(unsafe { Value::from_raw(raw) })?;
-    // SAFETY: a String this large keeps its room in a heap buffer that
-    // stays put; nothing but the landing refers to the String, and Ruby
-    // code cannot find it, so nothing else reads or writes the room while
-    // the boxed value keeps it.
-    let ptr = unsafe { rb_sys::RSTRING_PTR(raw) }.cast_mut().cast::<u8>();
-    let owner = Box::new(BoxValue::new(string));
-    // SAFETY: see above.
-    Some(unsafe { Landing::new(ptr, len, owner) })
+    let string = RString::from_value(unsafe { Value::from_raw(raw) })
+        .ok_or_else(|| Error::new(ruby.exception_type_error(), "not a String"))?;
+    // SAFETY: `raw` is a live String.
+    let room = unsafe { rb_sys::RSTRING_PTR(raw) }.cast_mut().cast::<u8>();
+    Ok((string, room))
+}
+
+/// Shows a String made by `hidden_dump` to Ruby again, as the `len` bytes
+/// read into it.
+///
+/// # Safety
+/// All `len` bytes of its room must have been written.
+pub(crate) unsafe fn reveal_dump(dump: RString, len: usize) {
+    rb_sys::rb_obj_reveal(dump.as_raw(), rb_sys::rb_cString);
+    rb_sys::rb_str_set_len(dump.as_raw(), len as std::os::raw::c_long);
 }
 
 /// The encodings the plain path handles.

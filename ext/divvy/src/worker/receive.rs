@@ -4,17 +4,14 @@
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use magnus::{
-    rb_sys::{protect, AsRawValue, FromRawValue},
-    Error, RString, Ruby, Value,
-};
+use magnus::{Error, RString, Ruby};
 use nix::errno::Errno;
 
 use divvy_core::wire::decoder::Decoder;
 
 use super::answer;
 use super::leave::leave;
-use crate::marshal::LARGE_STRING;
+use crate::marshal::{hidden_dump, reveal_dump, LARGE_STRING};
 use crate::vm::errors::{divvy_error, os_error};
 
 /// An item as the worker received it.
@@ -111,26 +108,12 @@ impl<'a> Receiver<'a> {
     /// Returns the String; raises `Divvy::Error` when the pipe fails or
     /// ends before the item does.
     fn read_large(&mut self, ruby: &Ruby, len: usize) -> Result<RString, Error> {
-        let capacity = std::os::raw::c_long::try_from(len).unwrap_or(std::os::raw::c_long::MAX);
-        // SAFETY: allocating may raise NoMemoryError, which `protect` catches.
-        let raw = protect(|| unsafe { rb_sys::rb_str_buf_new(capacity) })?;
-        // SAFETY: hiding only clears the class of the String just made, so
-        // that a trap running between the reads cannot find it
-        // (`ObjectSpace`) and change it.
-        unsafe { rb_sys::rb_obj_hide(raw) };
-        // SAFETY: `raw` is the String just made, on this stack.
-        let dump = RString::from_value(unsafe { Value::from_raw(raw) })
-            .ok_or_else(|| Error::new(ruby.exception_type_error(), "not a String"))?;
-        // SAFETY: the String has room for `len` bytes in a heap buffer that
-        // stays put while it lives (on this stack, so the GC keeps it), and
-        // Ruby code cannot reach it.
+        let (dump, room) = hidden_dump(ruby, len)?;
+        // SAFETY: the String has room for `len` bytes that stays put while
+        // it lives (on this stack, so the GC keeps it), and Ruby code (a
+        // trap running between the reads) cannot reach it.
         let room = unsafe {
-            std::slice::from_raw_parts_mut(
-                rb_sys::RSTRING_PTR(dump.as_raw())
-                    .cast_mut()
-                    .cast::<std::mem::MaybeUninit<u8>>(),
-                len,
-            )
+            std::slice::from_raw_parts_mut(room.cast::<std::mem::MaybeUninit<u8>>(), len)
         };
         let mut filled = self.decoder.take_item_start(room);
         while filled < len {
@@ -154,12 +137,8 @@ impl<'a> Receiver<'a> {
                 result => filled += read_count(ruby, result)?,
             }
         }
-        // SAFETY: all `len` bytes are now written; the String is shown to
-        // Ruby again as a String.
-        unsafe {
-            rb_sys::rb_obj_reveal(dump.as_raw(), rb_sys::rb_cString);
-            rb_sys::rb_str_set_len(dump.as_raw(), len as std::os::raw::c_long);
-        }
+        // SAFETY: all `len` bytes are now written.
+        unsafe { reveal_dump(dump, len) };
         Ok(dump)
     }
 }
