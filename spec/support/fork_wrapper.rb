@@ -14,10 +14,11 @@ module ForkWrapper
   # Expects the run of divvy_with_fork_wrapper to have performed each item
   # once, in one run, exit 0, without a panic.
   def expect_each_item_once(result)
-    expect(result.exitstatus).to eq(0), result.stderr
-    expect(result.stdout.lines.sort).to eq(DONE)
-    expect(result.stderr).not_to include('panicked')
-    expect(result.stderr.scan(/^divvy: \d+ performed/)).to eq(['divvy: 10 performed'])
+    stderr = result.stderr
+    expect(result.exitstatus).to eq(0), stderr
+    expect(result.stdout.lines.sort).to eq(DONE), stderr
+    expect(stderr).not_to include('panicked')
+    expect(stderr.scan(/^divvy: \d+ performed/)).to eq(['divvy: 10 performed']), stderr
   end
 
   DONE = (0...10).map { |i| "done #{i}\n" }.sort.freeze
