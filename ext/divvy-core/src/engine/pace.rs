@@ -5,9 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-/// The work a window should cover: deep enough to hide a round trip, short
-/// enough that an item queued behind it waits no longer than this.
-const TARGET: Duration = Duration::from_millis(2);
+use crate::wire::answers::MAX_DELAY;
+
+/// The work a window should cover: twice the longest a worker keeps its
+/// answers, so that the master hears of finished items, and sends more,
+/// while half the window is still queued, and the worker does not wait
+/// for a round trip; short enough that an item queued behind it waits no
+/// longer than this.
+const TARGET: Duration = MAX_DELAY.saturating_mul(2);
 /// The deepest window.
 pub const MAX_WINDOW: usize = 512;
 
@@ -73,6 +78,11 @@ mod tests {
         BASE.with(|base| *base + Duration::from_micros(micros))
     }
 
+    /// The window of a worker that takes `micros` per item.
+    fn fitting(micros: u128) -> usize {
+        usize::try_from(TARGET.as_micros() / micros).unwrap()
+    }
+
     #[test]
     fn an_unmeasured_worker_holds_one_item() {
         assert_eq!(Pace::default().window(), 1);
@@ -82,10 +92,25 @@ mod tests {
     fn a_fast_worker_gets_a_deep_window() {
         let mut pace = Pace::default();
         pace.busy(at(0));
-        assert!(pace.observe(1000, true, at(5000)));
-        assert_eq!(pace.window(), 400);
-        pace.observe(100_000, true, at(10_000));
+        assert!(pace.observe(1000, true, at(50_000)));
+        assert_eq!(pace.window(), fitting(50));
+        for step in 1..=10 {
+            pace.observe(step * 100_000, true, at(50_000 + step * 1000));
+        }
         assert_eq!(pace.window(), MAX_WINDOW);
+    }
+
+    #[test]
+    fn a_window_outlasts_two_answer_delays() {
+        // A worker sends its answers at least every MAX_DELAY: the master
+        // must hear of them while the window still holds as much work
+        // again, or the worker runs dry and waits for a round trip.
+        let mut pace = Pace::default();
+        pace.busy(at(0));
+        pace.observe(100, true, at(10_000));
+        let per_item = Duration::from_micros(100);
+        let window = u32::try_from(pace.window()).unwrap();
+        assert!(per_item * window >= MAX_DELAY * 2);
     }
 
     #[test]
@@ -100,11 +125,11 @@ mod tests {
     fn idle_time_does_not_count_as_work() {
         let mut pace = Pace::default();
         pace.busy(at(0));
-        pace.observe(10, false, at(100));
+        pace.observe(10, false, at(1000));
         // Idle for a second, then busy again: only the busy time counts.
-        pace.busy(at(1_000_100));
-        pace.observe(20, true, at(1_000_200));
-        assert_eq!(pace.window(), 200);
-        assert!(!pace.observe(20, true, at(1_000_300)));
+        pace.busy(at(1_001_000));
+        pace.observe(20, true, at(1_002_000));
+        assert_eq!(pace.window(), fitting(100));
+        assert!(!pace.observe(20, true, at(1_003_000)));
     }
 }

@@ -12,8 +12,11 @@ use super::frame::{Failure, Frame};
 use super::lent::Lent;
 use crate::os;
 
-/// The longest an answer waits in the buffer.
-const MAX_DELAY: Duration = Duration::from_millis(2);
+/// The longest an answer waits in the buffer. Each write of answers wakes
+/// the master, which on a machine busy with workers takes a CPU from one of
+/// them for a while: fewer, larger batches leave more of the CPUs to the
+/// work.
+pub const MAX_DELAY: Duration = Duration::from_millis(8);
 /// Buffered bytes past which answers are written at once.
 const MAX_BUFFERED: usize = 64 * 1024;
 /// The pipe buffer asked for once a write is larger than the default
