@@ -29,6 +29,8 @@ pub struct Link {
     decoder: Decoder,
     closing: bool,
     hung_up: bool,
+    /// Whether the item pipe was asked to grow to `PIPE_SIZE`.
+    enlarged: bool,
     counter: Counter,
     output: Vec<Output>,
 }
@@ -62,7 +64,13 @@ pub struct WorkerEnds {
     pub output_tx: Vec<(RawFd, OwnedFd)>,
 }
 
-/// The size asked for an item pipe (Linux's default limit for users).
+/// The size asked for an item pipe once the default one (64 KB on Linux)
+/// is too small for what the worker is sent: Linux's default limit for
+/// users. Asked for only then, because a user's pipes share an allowance
+/// (`pipe-user-pages-soft`, 64 MB): past it, every new pipe of the user's
+/// gets a single page, so growing every worker's pipe at start would leave
+/// a run of 64 workers or more, and the user's other programs, with tiny
+/// pipes.
 const PIPE_SIZE: usize = 1024 * 1024;
 
 /// Bytes queued for a worker past which the master writes them at once.
@@ -90,7 +98,6 @@ pub fn open(capture_output: bool) -> io::Result<(Link, WorkerEnds)> {
     }
     let (item_rx, item_tx) = os::pipe()?;
     let (answer_rx, answer_tx) = os::pipe()?;
-    os::enlarge_pipe(item_tx.as_fd(), PIPE_SIZE);
     set_nonblocking(&item_tx)?;
     set_nonblocking(&answer_rx)?;
     let link = Link {
@@ -100,6 +107,7 @@ pub fn open(capture_output: bool) -> io::Result<(Link, WorkerEnds)> {
         decoder: Decoder::new(),
         closing: false,
         hung_up: false,
+        enlarged: false,
         counter: Counter::new()?,
         output,
     };
@@ -134,6 +142,9 @@ impl Link {
     pub fn queue_item(&mut self, payload: &Payload) -> io::Result<()> {
         let header = item_header(payload.len());
         let direct = payload.len() >= DIRECT_WRITE_BYTES && !payload.has_references();
+        if payload.len() >= DIRECT_WRITE_BYTES {
+            self.enlarge();
+        }
         if direct {
             self.flush()?;
         }
@@ -155,6 +166,15 @@ impl Link {
             self.outbox.queue(&header, payload, written);
         }
         Ok(())
+    }
+
+    /// Asks, once, for the item pipe to grow to `PIPE_SIZE`: the worker is
+    /// sent more than the default pipe holds.
+    fn enlarge(&mut self) {
+        if let (false, Some(item_tx)) = (self.enlarged, &self.item_tx) {
+            os::enlarge_pipe(item_tx.as_fd(), PIPE_SIZE);
+            self.enlarged = true;
+        }
     }
 
     /// Items queued and not yet written in full.
@@ -183,19 +203,30 @@ impl Link {
     /// for it. A worker that is gone (`EPIPE`) drops the outbox: its items are
     /// accounted for when it is reaped.
     pub fn flush(&mut self) -> io::Result<()> {
-        if let Some(item_tx) = &self.item_tx {
-            match self.outbox.write_to(item_tx.as_fd()) {
-                Ok(()) if !self.outbox.is_empty() => return Ok(()),
-                Ok(()) => {}
-                Err(Errno::EPIPE) => self.item_tx = None,
-                Err(errno) => return Err(errno.into()),
-            }
+        let mut written = self.write_outbox();
+        if matches!(written, Some(Ok(()))) && !self.outbox.is_empty() && !self.enlarged {
+            self.enlarge();
+            written = self.write_outbox();
+        }
+        match written {
+            Some(Ok(())) if !self.outbox.is_empty() => return Ok(()),
+            Some(Err(Errno::EPIPE)) => self.item_tx = None,
+            Some(Err(errno)) => return Err(errno.into()),
+            Some(Ok(())) | None => {}
         }
         self.outbox.clear();
         if self.closing {
             self.item_tx = None;
         }
         Ok(())
+    }
+
+    /// Writes as much of the outbox as the pipe takes without blocking.
+    ///
+    /// Returns how the write went, `None` once the item pipe is closed.
+    fn write_outbox(&mut self) -> Option<nix::Result<()>> {
+        let item_tx = self.item_tx.as_ref()?;
+        Some(self.outbox.write_to(item_tx.as_fd()))
     }
 
     /// Asks for the item pipe to be closed once the outbox is sent, so the
@@ -387,6 +418,41 @@ mod tests {
         link.close_items().unwrap();
         let received = reader.join().unwrap();
         assert_eq!(received, Frame::Item(payload).encode());
+    }
+
+    #[cfg(all(target_os = "linux", not(feature = "portable")))]
+    fn item_pipe_size(link: &Link) -> i32 {
+        let item_tx = link.item_tx.as_ref().unwrap();
+        fcntl(item_tx.as_fd(), FcntlArg::F_GETPIPE_SZ).unwrap()
+    }
+
+    #[test]
+    #[cfg(all(target_os = "linux", not(feature = "portable")))]
+    fn grows_the_item_pipe_only_when_the_default_is_too_small() {
+        let (mut link, _ends) = open(false).unwrap();
+        let default = item_pipe_size(&link);
+        assert!(default < PIPE_SIZE as i32, "the test needs a default pipe");
+        for _ in 0..100 {
+            link.queue_item(&Payload::from(vec![1u8; 100])).unwrap();
+        }
+        link.flush().unwrap();
+        assert_eq!(item_pipe_size(&link), default, "small items fit");
+        for _ in 0..1000 {
+            link.queue_item(&Payload::from(vec![2u8; 100])).unwrap();
+        }
+        link.flush().unwrap();
+        assert_eq!(item_pipe_size(&link), PIPE_SIZE as i32);
+        assert!(!link.has_queued(), "all of it fits the grown pipe");
+    }
+
+    #[test]
+    #[cfg(all(target_os = "linux", not(feature = "portable")))]
+    fn grows_the_item_pipe_for_a_large_item() {
+        let (mut link, _ends) = open(false).unwrap();
+        link.queue_item(&Payload::from(vec![3u8; DIRECT_WRITE_BYTES]))
+            .unwrap();
+        assert_eq!(item_pipe_size(&link), PIPE_SIZE as i32);
+        assert!(!link.has_queued(), "written at once");
     }
 
     #[test]
