@@ -137,4 +137,15 @@ RSpec.describe 'signals' do
       end
     end
   end
+
+  # The other worker performs every item first, and the run tells both to
+  # leave: the death is still one before the worker was ready, reported
+  # and counted. Before, it passed for a worker leaving as told.
+  it 'reports a worker that TERM ends inside Process.fork after the items are done' do
+    Dir.mktmpdir do |dir|
+      result = divvy_with_fork_wrapper(dir, "sleep 0.5; Process.kill('TERM', Process.pid); sleep 1")
+      expect_each_item_once(result)
+      expect(result.stderr).to match(/^divvy: worker \d \(pid \d+\) died by SIGTERM before it was ready$/)
+    end
+  end
 end

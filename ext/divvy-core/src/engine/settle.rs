@@ -46,6 +46,11 @@ impl Engine {
             }
         }
         let unexpected = !expected && !departure.timed_out && !exit.is_clean();
+        // Told to leave while it was booting (the run ended first), a
+        // worker that then dies, of its own accord, died booting all the
+        // same.
+        let died_booting = departure.phase == Phase::Booting
+            || (!departure.was_ready && !departure.signalled && !exit.is_clean());
         match departure.performing {
             Some(item) => {
                 let cause = match self.options.timeout {
@@ -56,7 +61,7 @@ impl Engine {
             }
             // The lost items' reports say how the worker ended.
             None if lost => {}
-            None if departure.phase == Phase::Booting => self.died_booting(who, exit, actions),
+            None if died_booting => self.died_booting(who, exit, actions),
             None if unexpected => {
                 self.board.failures.add(1);
                 actions.push(Action::Say(format!("{who} {}", exit.describe())));
@@ -332,6 +337,42 @@ mod tests {
                 "worker 1 (pid 51) exited with status 3 before it was ready"
             ))
         );
+    }
+
+    #[test]
+    fn a_worker_that_dies_booting_after_the_run_ended_died_booting() {
+        // Its death is reaped after the others finished every item and the
+        // run told all workers to leave.
+        let mut engine = engine(1, RunOptions::default());
+        let mut actions = Vec::new();
+        engine.started(0, 51, None);
+        engine.close_all().unwrap();
+        engine.on_exit(0, Exit::Signaled(libc::SIGTERM), at(0), &mut actions);
+        assert_eq!(
+            actions,
+            [Action::Say(String::from(
+                "worker 1 (pid 51) died by SIGTERM before it was ready"
+            ))]
+        );
+        assert_eq!(engine.board.failures.get(), 1);
+    }
+
+    #[test]
+    fn a_booting_worker_the_master_stopped_is_no_failure() {
+        let mut engine = engine(1, RunOptions::default());
+        let mut actions = Vec::new();
+        engine.started(0, 51, None);
+        engine.close_all().unwrap();
+        engine.terminate_all(at(0), &mut actions);
+        actions.clear();
+        engine.on_exit(0, Exit::Signaled(libc::SIGTERM), at(0), &mut actions);
+        assert_eq!(
+            actions,
+            [Action::Notice(String::from(
+                "worker 1 (pid 51) died by SIGTERM"
+            ))]
+        );
+        assert_eq!(engine.board.failures.get(), 0);
     }
 
     #[test]

@@ -87,6 +87,11 @@ pub struct Departure {
     pub unstarted: Vec<Item>,
     /// Where it was in its life when it ended.
     pub phase: Phase,
+    /// True when it was ever ready for items: told to leave while it was
+    /// still booting, it ends `Leaving` without having been ready.
+    pub was_ready: bool,
+    /// True when the master sent it TERM (a stop, a timeout, a halt).
+    pub signalled: bool,
     /// True when it was stopped for overrunning the timeout.
     pub timed_out: bool,
     /// The fatal signal it recorded, if any.
@@ -120,6 +125,8 @@ pub struct Worker {
     /// When the process started the item it is performing, while it
     /// performs one (as seen from the master).
     started_at: Option<Instant>,
+    /// True once the process said it was ready for items.
+    was_ready: bool,
     /// True once the process overran the timeout and is being stopped.
     timed_out: bool,
     /// When the process, sent TERM, is due for KILL.
@@ -149,6 +156,7 @@ impl Worker {
             ran: false,
             held: VecDeque::new(),
             started_at: None,
+            was_ready: false,
             timed_out: false,
             kill_at: None,
             assigned: 0,
@@ -244,6 +252,7 @@ impl Worker {
 
     /// Records that the process finished booting.
     pub fn booted(&mut self) {
+        self.was_ready = true;
         if self.phase == Phase::Booting {
             self.phase = Phase::Ready;
         }
@@ -439,6 +448,8 @@ impl Worker {
             performing,
             unstarted: held.into_iter().collect(),
             phase: gone.phase,
+            was_ready: gone.was_ready,
+            signalled: gone.kill_at.is_some(),
             timed_out: gone.timed_out,
             fatal_signal: reading.fatal_signal,
         }
