@@ -52,6 +52,35 @@ RSpec.describe 'signals' do
     end
   end
 
+  # Workers still in after_fork, which put INT back to its default: the INT
+  # the master passes on ends them, as the user asked, and is no boot
+  # failure.
+  it 'drains on INT while workers whose after_fork trapped INT still boot' do
+    Dir.mktmpdir do |dir|
+      booting = File.join(dir, 'booting')
+      Dir.mkdir(booting)
+      script = write_script(dir, 'boot_int.rb', <<~RUBY)
+        class BootInt
+          include Divvy::Parallelizable
+          def dispatch; 10.times { |i| yield i }; end
+          def after_fork(_worker)
+            trap('INT', 'DEFAULT')
+            File.write(File.join(#{booting.inspect}, Process.pid.to_s), '')
+            sleep 10
+          end
+          def perform(_item); end
+        end
+      RUBY
+      pid = spawn_divvy('-n', 3, script, dir: dir)
+      eventually { Dir.children(booting).size == 3 }
+      Process.kill(:INT, pid)
+      status = wait_for(pid)
+      stderr = File.read(File.join(dir, 'stderr'))
+      expect(status.exitstatus).to eq(130), stderr
+      expect(stderr).not_to match(/before it was ready|failed to boot/)
+    end
+  end
+
   it 'drains on INT sent to the master alone' do
     Dir.mktmpdir do |dir|
       pid = start_slow_run(dir)

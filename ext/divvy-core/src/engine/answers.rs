@@ -120,17 +120,12 @@ impl Engine {
 
     /// Reports worker `index` for breaking the protocol, and kills it.
     fn broken(&mut self, index: usize, problem: &str, actions: &mut Vec<Action>) {
-        let worker = self.pool.worker(index);
+        let worker = self.pool.worker_mut(index);
         actions.push(Action::Say(format!(
             "{}: {problem}; killing it",
             worker.who()
         )));
-        if let Some(pid) = worker.pid() {
-            actions.push(Action::Signal {
-                pid,
-                signal: libc::SIGKILL,
-            });
-        }
+        worker.signal(libc::SIGKILL, actions);
     }
 
     /// Takes back the performed item whose result the master could not

@@ -55,12 +55,7 @@ impl Engine {
                 terminate(worker, now + TIMEOUT_GRACE, actions);
             }
             if worker.take_kill_due(now) {
-                if let Some(pid) = worker.pid() {
-                    actions.push(Action::Signal {
-                        pid,
-                        signal: libc::SIGKILL,
-                    });
-                }
+                worker.signal(libc::SIGKILL, actions);
             }
         }
     }
@@ -112,9 +107,9 @@ impl Engine {
     /// Sends `signal` (an INT or QUIT the master received) on to every live
     /// worker's group, as a terminal would have: workers in groups of
     /// their own do not get the terminal's signals.
-    pub fn forward(&self, signal: i32, actions: &mut Vec<Action>) {
-        for pid in self.pool.workers().filter_map(super::worker::Worker::pid) {
-            actions.push(Action::Signal { pid, signal });
+    pub fn forward(&mut self, signal: i32, actions: &mut Vec<Action>) {
+        for worker in self.pool.workers_mut() {
+            worker.signal(signal, actions);
         }
     }
 
@@ -139,12 +134,7 @@ impl Engine {
 /// Sends `worker` TERM and schedules its KILL at `kill_at`.
 fn terminate(worker: &mut super::worker::Worker, kill_at: Instant, actions: &mut Vec<Action>) {
     worker.kill_at(kill_at);
-    if let Some(pid) = worker.pid() {
-        actions.push(Action::Signal {
-            pid,
-            signal: libc::SIGTERM,
-        });
-    }
+    worker.signal(libc::SIGTERM, actions);
 }
 
 #[cfg(test)]

@@ -102,9 +102,10 @@ mod tests {
 
     #[test]
     fn a_window_outlasts_two_answer_delays() {
-        // A worker sends its answers at least every MAX_DELAY: the master
-        // must hear of them while the window still holds as much work
-        // again, or the worker runs dry and waits for a round trip.
+        // A worker writes its answers once the oldest has waited
+        // MAX_DELAY: the master must hear of them while the window still
+        // holds as much work again, or the worker runs dry and waits for a
+        // round trip.
         let mut pace = Pace::default();
         pace.busy(at(0));
         pace.observe(100, true, at(10_000));

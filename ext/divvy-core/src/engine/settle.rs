@@ -50,7 +50,9 @@ impl Engine {
         // worker that then dies, of its own accord, died booting all the
         // same.
         let died_booting = departure.phase == Phase::Booting
-            || (!departure.was_ready && !departure.signalled && !exit.is_clean());
+            || (!departure.was_ready
+                && !departure.signalled
+                && matches!(exit, Exit::Signaled(_) | Exit::Exited(1..)));
         match departure.performing {
             Some(item) => {
                 let cause = match self.options.timeout {
@@ -372,6 +374,49 @@ mod tests {
                 "worker 1 (pid 51) died by SIGTERM"
             ))]
         );
+        assert_eq!(engine.board.failures.get(), 0);
+    }
+
+    #[test]
+    fn a_booting_worker_killed_after_term_is_no_failure() {
+        let mut engine = engine(1, RunOptions::default());
+        let mut actions = Vec::new();
+        engine.started(0, 51, None);
+        engine.close_all().unwrap();
+        engine.terminate_all(at(0), &mut actions);
+        // The TERM's grace is over: KILL follows.
+        engine.on_tick(at(10_000_000), &mut actions);
+        actions.clear();
+        engine.on_exit(0, Exit::Signaled(libc::SIGKILL), at(0), &mut actions);
+        assert_eq!(
+            actions,
+            [Action::Notice(String::from(
+                "worker 1 (pid 51) died by SIGKILL"
+            ))]
+        );
+        assert_eq!(engine.board.failures.get(), 0);
+    }
+
+    #[test]
+    fn a_booting_worker_passed_a_ctrl_c_is_no_failure() {
+        // Its after_fork trapped INT its own way and exited 1 on it.
+        let mut engine = engine(1, RunOptions::default());
+        let mut actions = Vec::new();
+        engine.started(0, 61, None);
+        engine.forward(libc::SIGINT, &mut actions);
+        engine.close_all().unwrap();
+        actions.clear();
+        engine.on_exit(0, Exit::Exited(1), at(0), &mut actions);
+        assert_eq!(engine.board.failures.get(), 0, "{actions:?}");
+    }
+
+    #[test]
+    fn a_never_ready_worker_reaped_by_someone_else_is_no_failure() {
+        let mut engine = engine(1, RunOptions::default());
+        let mut actions = Vec::new();
+        engine.started(0, 51, None);
+        engine.close_all().unwrap();
+        engine.on_exit(0, Exit::Unknown, at(0), &mut actions);
         assert_eq!(engine.board.failures.get(), 0);
     }
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::item::Item;
 use super::pace::Pace;
 use super::report::Who;
+use super::Action;
 use crate::wire::frame::Failure;
 use crate::wire::link::Link;
 
@@ -90,7 +91,8 @@ pub struct Departure {
     /// True when it was ever ready for items: told to leave while it was
     /// still booting, it ends `Leaving` without having been ready.
     pub was_ready: bool,
-    /// True when the master sent it TERM (a stop, a timeout, a halt).
+    /// True when the master sent it a signal (a stop, a timeout, a halt,
+    /// a Ctrl-C passed on).
     pub signalled: bool,
     /// True when it was stopped for overrunning the timeout.
     pub timed_out: bool,
@@ -127,6 +129,8 @@ pub struct Worker {
     started_at: Option<Instant>,
     /// True once the process said it was ready for items.
     was_ready: bool,
+    /// True once the master sent the process a signal.
+    signalled: bool,
     /// True once the process overran the timeout and is being stopped.
     timed_out: bool,
     /// When the process, sent TERM, is due for KILL.
@@ -157,6 +161,7 @@ impl Worker {
             held: VecDeque::new(),
             started_at: None,
             was_ready: false,
+            signalled: false,
             timed_out: false,
             kill_at: None,
             assigned: 0,
@@ -399,6 +404,15 @@ impl Worker {
         }
     }
 
+    /// Asks for `signal` to be sent to the process, if it has one, and
+    /// remembers that the master signalled it.
+    pub fn signal(&mut self, signal: i32, actions: &mut Vec<Action>) {
+        if let Some(pid) = self.pid() {
+            self.signalled = true;
+            actions.push(Action::Signal { pid, signal });
+        }
+    }
+
     /// Records that the process was sent TERM and is due for KILL at `at`
     /// unless it exits before.
     pub fn kill_at(&mut self, at: Instant) {
@@ -449,7 +463,7 @@ impl Worker {
             unstarted: held.into_iter().collect(),
             phase: gone.phase,
             was_ready: gone.was_ready,
-            signalled: gone.kill_at.is_some(),
+            signalled: gone.signalled,
             timed_out: gone.timed_out,
             fatal_signal: reading.fatal_signal,
         }

@@ -12,10 +12,11 @@ use super::frame::{Failure, Frame};
 use super::lent::Lent;
 use crate::os;
 
-/// The longest an answer waits in the buffer. Each write of answers wakes
-/// the master, which on a machine busy with workers takes a CPU from one of
-/// them for a while: fewer, larger batches leave more of the CPUs to the
-/// work.
+/// How long the oldest answer may wait in the buffer: the answers are
+/// written once it has, checked as each answer is queued (and before the
+/// worker waits for more items). Each write of answers wakes the master,
+/// which on a machine busy with workers takes a CPU from one of them for a
+/// while: fewer, larger batches leave more of the CPUs to the work.
 pub const MAX_DELAY: Duration = Duration::from_millis(8);
 /// Buffered bytes past which answers are written at once.
 const MAX_BUFFERED: usize = 64 * 1024;
