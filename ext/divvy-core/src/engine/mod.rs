@@ -181,7 +181,7 @@ impl Engine {
         engine
     }
 
-    /// Reads each large result (`LARGE_RESULT` bytes and more) straight
+    /// Reads each large result (`LARGE_PAYLOAD` bytes and more) straight
     /// into memory `lander` provides, rather than through a buffer.
     pub fn land_results(&mut self, lander: Box<Lander>) {
         self.landings = Landings::new(lander);

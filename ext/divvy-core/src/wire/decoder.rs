@@ -1,8 +1,7 @@
 //! Reassembles frames from a pipe, where they arrive in arbitrary pieces.
 //! It reads straight into its buffer and lends a worker each item's payload
-//! from there; a large item's payload it hands over to be read straight
-//! into the item's own memory, and a large result it reads straight into
-//! the memory its reader provides (`landing`).
+//! from there; a large item or result it reads straight into the memory its
+//! reader provides (`landing`).
 
 use std::ops::Range;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -12,7 +11,7 @@ use nix::errno::Errno;
 use super::frame::{
     check_header, Frame, ProtocolError, ResultBytes, HEADER_LEN, KIND_ITEM, KIND_RESULT,
 };
-use super::landing::{Lander, Landing, LARGE_RESULT};
+use super::landing::{Lander, Landing, LARGE_PAYLOAD};
 
 /// Bytes asked of the kernel per read into the buffer, at least.
 const READ_CHUNK: usize = 64 * 1024;
@@ -20,15 +19,40 @@ const READ_CHUNK: usize = 64 * 1024;
 /// pieces this big.
 const MAX_READ: usize = 16 * 1024 * 1024;
 
+/// The payload of an `Item` frame, as `Decoder::next_item` hands it over.
+#[derive(Debug)]
+pub enum ItemPayload<'a> {
+    /// In the decoder's buffer, lent until the next call.
+    Buffered(&'a [u8]),
+    /// Read straight into memory of its own (see `Decoder::land`).
+    Landed(Landing),
+}
+
+impl ItemPayload<'_> {
+    /// The payload's length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            ItemPayload::Buffered(bytes) => bytes.len(),
+            ItemPayload::Landed(landing) => landing.bytes().len(),
+        }
+    }
+
+    /// True when the payload has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Frames received and not yet taken.
 #[derive(Debug, Default)]
 pub struct Decoder {
     buffer: Vec<u8>,
     start: usize,
     missing: usize,
-    /// The large result being read straight into its own memory; it is the
-    /// next frame, and the buffer holds nothing before it is full.
-    landing: Option<Landing>,
+    /// The large item or result (its kind, and its memory) being read
+    /// straight into memory of its own; it is the next frame, and the
+    /// buffer holds nothing before it is full.
+    landing: Option<(u8, Landing)>,
     /// How many bytes the last read asked for: one that brought fewer
     /// found the pipe empty.
     asked: usize,
@@ -53,7 +77,11 @@ impl Decoder {
     ///
     /// Returns the count read, 0 at end-of-file, or the OS error.
     pub fn read_from(&mut self, fd: BorrowedFd<'_>) -> nix::Result<usize> {
-        if let Some(landing) = self.landing.as_mut().filter(|landing| !landing.is_full()) {
+        if let Some((_, landing)) = self
+            .landing
+            .as_mut()
+            .filter(|(_, landing)| !landing.is_full())
+        {
             landing.prefault(MAX_READ);
             let rest = landing.rest();
             self.asked = rest.len();
@@ -88,7 +116,6 @@ impl Decoder {
     }
 
     /// True when bytes of an unfinished frame are buffered.
-    #[cfg(test)]
     pub fn has_partial(&self) -> bool {
         self.landing.is_some() || self.start < self.buffer.len()
     }
@@ -97,7 +124,7 @@ impl Decoder {
     /// already malformed), so the next `next_frame` or `next_item` call
     /// needs no more input.
     pub fn has_frame(&self) -> bool {
-        if let Some(landing) = &self.landing {
+        if let Some((_, landing)) = &self.landing {
             return landing.is_full();
         }
         self.next_header().is_some_and(|(_, len, buffered)| {
@@ -109,68 +136,53 @@ impl Decoder {
     /// or an error when the stream is malformed (the decoder is then of no
     /// further use).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ProtocolError> {
-        if let Some(landing) = self.landing.take() {
-            if !landing.is_full() {
-                self.landing = Some(landing);
-                return Ok(None);
-            }
-            return Ok(Some(Frame::Result(ResultBytes::Landed(landing))));
+        match self.take_landed() {
+            Some((KIND_RESULT, landing)) => Ok(Some(Frame::Result(ResultBytes::Landed(landing)))),
+            Some((_, landing)) => Ok(Some(Frame::Item(landing.bytes().to_vec()))),
+            None => match self.next_raw()? {
+                Some((kind, payload)) => Frame::decode(kind, &self.buffer[payload]).map(Some),
+                None => Ok(None),
+            },
         }
-        let Some((kind, payload)) = self.next_raw()? else {
-            return Ok(None);
-        };
-        Frame::decode(kind, &self.buffer[payload]).map(Some)
     }
 
-    /// Returns the payload of the next frame, which must be an `Item`,
-    /// borrowed from the buffer: a worker loads it without copying it.
-    /// `None` when more bytes are needed; an error for any other kind.
-    pub fn next_item(&mut self) -> Result<Option<&[u8]>, ProtocolError> {
-        match self.next_raw()? {
-            None => Ok(None),
-            Some((KIND_ITEM, payload)) => Ok(Some(&self.buffer[payload])),
+    /// Returns the payload of the next frame, which must be an `Item`:
+    /// borrowed from the buffer, so that a worker loads it without copying
+    /// it, or landed. `None` when more bytes are needed; an error for any
+    /// other kind.
+    pub fn next_item(&mut self) -> Result<Option<ItemPayload<'_>>, ProtocolError> {
+        match self.take_landed() {
+            Some((KIND_ITEM, landing)) => Ok(Some(ItemPayload::Landed(landing))),
             Some((kind, _)) => Err(ProtocolError::UnexpectedKind(kind)),
+            None => match self.next_raw()? {
+                None => Ok(None),
+                Some((KIND_ITEM, payload)) => {
+                    Ok(Some(ItemPayload::Buffered(&self.buffer[payload])))
+                }
+                Some((kind, _)) => Err(ProtocolError::UnexpectedKind(kind)),
+            },
         }
     }
 
-    /// When the buffer holds the start of an `Item` frame whose payload is
-    /// at least `min_len` bytes but not all of it, returns the payload's
-    /// length: the worker then reads the rest straight into the item's
-    /// memory (see `take_item_start`) instead of through this buffer.
-    pub fn large_item_pending(&self, min_len: usize) -> Option<usize> {
-        let (kind, len, buffered) = self.next_header()?;
-        let len = usize::try_from(len).ok()?;
-        (kind == KIND_ITEM && len >= min_len && buffered < len).then_some(len)
+    /// Takes the landing once it is full: its frame is the next one.
+    fn take_landed(&mut self) -> Option<(u8, Landing)> {
+        self.landing.take_if(|(_, landing)| landing.is_full())
     }
 
-    /// Moves the buffered start of the pending large `Item` payload to the
-    /// front of `into` and forgets the frame: the caller reads the rest from
-    /// the pipe. Returns how many bytes were moved.
-    pub fn take_item_start(&mut self, into: &mut [std::mem::MaybeUninit<u8>]) -> usize {
-        let body = &self.buffer[(self.start + HEADER_LEN).min(self.buffer.len())..];
-        let count = body.len().min(into.len());
-        // SAFETY: `count` fits both the buffered body and `into`, which
-        // do not overlap; writing makes those bytes of `into` initialized.
-        unsafe { std::ptr::copy_nonoverlapping(body.as_ptr(), into.as_mut_ptr().cast(), count) };
-        self.buffer.clear();
-        self.start = 0;
-        self.missing = 0;
-        count
-    }
-
-    /// When the next frame is a large `Result` that has begun but is not
-    /// all buffered, asks `lander` for memory of its size, moves the part
-    /// buffered there, and reads the rest of it there (see `read_from`).
+    /// When the next frame is a large `Item` or `Result` (`LARGE_PAYLOAD`
+    /// bytes or more) that has begun but is not all buffered, asks `lander`
+    /// for memory of its size, moves the part buffered there, and reads the
+    /// rest of it there (see `read_from`).
     ///
     /// Returns true when a landing began.
     pub fn land(&mut self, lander: &mut Lander) -> bool {
-        let Some((KIND_RESULT, len, buffered)) = self.next_header() else {
+        let Some((kind @ (KIND_ITEM | KIND_RESULT), len, buffered)) = self.next_header() else {
             return false;
         };
-        let Ok(len) = check_header(KIND_RESULT, len) else {
+        let Ok(len) = check_header(kind, len) else {
             return false;
         };
-        if self.landing.is_some() || len < LARGE_RESULT || buffered >= len {
+        if self.landing.is_some() || len < LARGE_PAYLOAD || buffered >= len {
             return false;
         }
         let Some(mut landing) = lander(len) else {
@@ -180,7 +192,7 @@ impl Decoder {
         self.buffer.clear();
         self.start = 0;
         self.missing = 0;
-        self.landing = Some(landing);
+        self.landing = Some((kind, landing));
         true
     }
 
@@ -317,19 +329,19 @@ mod tests {
             Frame::Done,
             Frame::Result(large.clone().into()),
             Frame::Result(vec![1; 100].into()),
-            Frame::Item(vec![2; 2 * LARGE_RESULT]),
-            Frame::Result(vec![3; LARGE_RESULT].into()),
+            Frame::Item(vec![2; 2 * LARGE_PAYLOAD]),
+            Frame::Result(vec![3; LARGE_PAYLOAD].into()),
         ];
         let received = receive_landing(frames, &mut *crate::wire::landing::tests::vec_lander());
         let landed: Vec<bool> = received.iter().map(|(_, landed)| *landed).collect();
         assert_eq!(landed, [false, true, false, false, true]);
         assert_eq!(received[1].0, Frame::Result(large.into()));
-        assert_eq!(received[4].0, Frame::Result(vec![3; LARGE_RESULT].into()));
+        assert_eq!(received[4].0, Frame::Result(vec![3; LARGE_PAYLOAD].into()));
     }
 
     #[test]
     fn buffers_a_large_result_the_lander_refuses() {
-        let large = vec![9; 4 * LARGE_RESULT];
+        let large = vec![9; 4 * LARGE_PAYLOAD];
         let frames = vec![Frame::Result(large.clone().into()), Frame::Done];
         let received = receive_landing(frames, &mut |_| None);
         assert_eq!(
@@ -351,11 +363,14 @@ mod tests {
         let mut decoder = Decoder::new();
         decoder.push(&Frame::Item(vec![1, 2, 3]).encode());
         decoder.push(&Frame::Done.encode());
-        assert_eq!(decoder.next_item().unwrap(), Some(&[1u8, 2, 3][..]));
-        assert_eq!(
+        assert!(matches!(
+            decoder.next_item(),
+            Ok(Some(ItemPayload::Buffered(&[1, 2, 3])))
+        ));
+        assert!(matches!(
             decoder.next_item(),
             Err(ProtocolError::UnexpectedKind(KIND_DONE))
-        );
+        ));
     }
 
     #[test]
@@ -425,33 +440,48 @@ mod tests {
     }
 
     #[test]
-    fn hands_over_the_start_of_a_large_item() {
-        let payload: Vec<u8> = (0..1000u32).map(|n| n as u8).collect();
-        let frame = Frame::Item(payload.clone()).encode();
+    fn reads_a_large_item_straight_into_memory_the_lander_gives() {
+        use std::os::fd::AsFd;
+        let payload: Vec<u8> = (0..3 * LARGE_PAYLOAD).map(|i| (i % 251) as u8).collect();
+        let mut bytes = Frame::Item(vec![1; 10]).encode();
+        Frame::Item(payload.clone()).encode_into(&mut bytes);
+        Frame::Item(vec![2; 10]).encode_into(&mut bytes);
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let feeder = std::thread::spawn(move || nix::unistd::write(&writer, &bytes).unwrap());
+        let mut lander = crate::wire::landing::tests::vec_lander();
         let mut decoder = Decoder::new();
-        decoder.push(&frame[..5]);
-        assert_eq!(decoder.large_item_pending(100), None, "header incomplete");
-        decoder.push(&frame[5..300]);
-        assert_eq!(decoder.large_item_pending(1001), None, "smaller than asked");
-        assert_eq!(decoder.large_item_pending(100), Some(1000));
-        let mut into = vec![std::mem::MaybeUninit::new(0u8); 1000];
-        let moved = decoder.take_item_start(&mut into);
-        assert_eq!(moved, 300 - HEADER_LEN);
-        let moved: Vec<u8> = into[..moved]
-            .iter()
-            // SAFETY: take_item_start initialized the first `moved` bytes.
-            .map(|b| unsafe { b.assume_init() })
-            .collect();
-        assert_eq!(moved, payload[..300 - HEADER_LEN]);
-        assert!(!decoder.has_partial());
-        decoder.push(&Frame::Ready.encode());
-        assert_eq!(decoder.large_item_pending(0), None, "not an item");
-        decoder.push(&frame);
-        assert_eq!(decoder.next_frame(), Ok(Some(Frame::Ready)));
+        let mut items = Vec::new();
+        while items.len() < 3 {
+            let next = decoder.next_item().unwrap().map(|payload| match payload {
+                ItemPayload::Buffered(bytes) => (bytes.to_vec(), false),
+                ItemPayload::Landed(landing) => (landing.bytes().to_vec(), true),
+            });
+            match next {
+                Some(item) => items.push(item),
+                None if decoder.land(&mut *lander) => {}
+                None => assert!(decoder.read_from(reader.as_fd()).unwrap() > 0),
+            }
+        }
+        feeder.join().unwrap();
         assert_eq!(
-            decoder.large_item_pending(100),
-            None,
-            "whole frame buffered"
+            items,
+            [(vec![1; 10], false), (payload, true), (vec![2; 10], false)]
         );
+    }
+
+    #[test]
+    fn lands_only_a_large_item_or_result_not_yet_buffered() {
+        let mut lander = crate::wire::landing::tests::vec_lander();
+        let item = Frame::Item(vec![3; LARGE_PAYLOAD]).encode();
+        let mut decoder = Decoder::new();
+        decoder.push(&Frame::Ready.encode());
+        decoder.push(&item[..HEADER_LEN + 10]);
+        assert!(!decoder.land(&mut *lander), "a Ready frame comes first");
+        assert_eq!(decoder.next_frame(), Ok(Some(Frame::Ready)));
+        decoder.push(&item[HEADER_LEN + 10..]);
+        assert!(!decoder.land(&mut *lander), "all of it is buffered");
+        let mut decoder = Decoder::new();
+        decoder.push(&Frame::Item(vec![4; LARGE_PAYLOAD - 1]).encode()[..100]);
+        assert!(!decoder.land(&mut *lander), "too small to land");
     }
 }

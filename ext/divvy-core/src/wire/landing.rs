@@ -1,8 +1,8 @@
-//! Memory that a large result is read into straight from the pipe,
-//! provided by whoever keeps the bytes afterwards (in the master: the Ruby
-//! String the result is built from). The kernel's copy out of the pipe is
-//! then the only one the master makes. Nothing here touches Ruby: the
-//! memory's owner is opaque.
+//! Memory that a large item or result is read into straight from the
+//! pipe, provided by whoever keeps the bytes afterwards (the Ruby String
+//! the item's arguments or the result are built from). The kernel's copy
+//! out of the pipe is then the only one the reader makes. Nothing here
+//! touches Ruby: the memory's owner is opaque.
 
 use std::any::Any;
 use std::fmt;
@@ -10,15 +10,16 @@ use std::mem::MaybeUninit;
 
 use crate::os;
 
-/// Results at least this large are landed, when a `Lander` is given.
-pub const LARGE_RESULT: usize = 64 * 1024;
+/// Items and results at least this large are landed, when a `Lander` is
+/// given.
+pub const LARGE_PAYLOAD: usize = 64 * 1024;
 
 /// Makes a `Landing` of the given size, or returns `None` when it cannot:
-/// the result then goes through the decoder's buffer as a small one does.
+/// the payload then goes through the decoder's buffer as a small one does.
 pub type Lander = dyn FnMut(usize) -> Option<Landing>;
 
-/// The `Lander` a run uses, if any: without one, every result goes
-/// through the decoder's buffer.
+/// The `Lander` a run's master uses for results, if any: without one,
+/// every result goes through the decoder's buffer.
 #[derive(Default)]
 pub struct Landings(Option<Box<Lander>>);
 

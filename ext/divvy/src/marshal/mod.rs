@@ -194,16 +194,7 @@ pub fn load_result(ruby: &Ruby, result: ResultBytes) -> Result<Value, Error> {
             }
         }
         ResultBytes::Landed(landing) => {
-            let len = landing.bytes().len();
-            let dump = *landing
-                .into_owner()
-                .downcast::<BoxValue<RString>>()
-                .map_err(|_| {
-                    Error::new(ruby.exception_type_error(), "a result landed elsewhere")
-                })?;
-            let dump = *dump;
-            // SAFETY: the String, on this stack now, is full.
-            unsafe { reveal_dump(dump, len) };
+            let dump = landed_dump(ruby, landing)?;
             // SAFETY: no Ruby code runs while the parse reads the bytes.
             let parsed = parse_value(unsafe { dump.as_slice() });
             load_owned(ruby, dump, parsed)
@@ -211,9 +202,10 @@ pub fn load_result(ruby: &Ruby, result: ResultBytes) -> Result<Value, Error> {
     }
 }
 
-/// Makes room for a large result to be read into: a String (`hidden_dump`)
-/// kept from the GC (and from moving) while the landing lives;
-/// `load_result` takes it over. Runs in the master.
+/// Makes room for a large result or item to be read into: a String
+/// (`hidden_dump`) kept from the GC (and from moving) while the landing
+/// lives; `landed_dump` takes it over. Runs in the master (results) and
+/// in a worker (items).
 ///
 /// Returns `None` when Ruby cannot allocate it.
 pub fn land_in_string(len: usize) -> Option<Landing> {
@@ -226,6 +218,23 @@ pub fn land_in_string(len: usize) -> Option<Landing> {
     Some(unsafe { Landing::new(room, len, owner) })
 }
 
+/// Takes over the String `land_in_string` made for `landing`, shown to
+/// Ruby again as the bytes read into it.
+///
+/// Returns the String; raises `TypeError` for a landing another lander
+/// made.
+pub fn landed_dump(ruby: &Ruby, landing: Landing) -> Result<RString, Error> {
+    let len = landing.bytes().len();
+    let dump = *landing
+        .into_owner()
+        .downcast::<BoxValue<RString>>()
+        .map_err(|_| Error::new(ruby.exception_type_error(), "a dump landed elsewhere"))?;
+    let dump = *dump;
+    // SAFETY: the String, on this stack now, holds the `len` bytes read.
+    unsafe { reveal_dump(dump, len) };
+    Ok(dump)
+}
+
 /// Makes a String with room for `len` bytes, for a large dump to be read
 /// into from a pipe, hidden from Ruby code until `reveal_dump` (no hook or
 /// trap can find it through `ObjectSpace` and change it meanwhile). A
@@ -234,7 +243,7 @@ pub fn land_in_string(len: usize) -> Option<Landing> {
 ///
 /// Returns the String and where its room starts; raises `NoMemoryError`
 /// when Ruby cannot allocate it.
-pub(crate) fn hidden_dump(ruby: &Ruby, len: usize) -> Result<(RString, *mut u8), Error> {
+fn hidden_dump(ruby: &Ruby, len: usize) -> Result<(RString, *mut u8), Error> {
     let capacity = std::os::raw::c_long::try_from(len).unwrap_or(std::os::raw::c_long::MAX);
     // SAFETY: allocating may raise NoMemoryError, which `protect` catches.
     let raw = protect(|| unsafe { rb_sys::rb_str_buf_new(capacity) })?;
@@ -253,7 +262,7 @@ pub(crate) fn hidden_dump(ruby: &Ruby, len: usize) -> Result<(RString, *mut u8),
 ///
 /// # Safety
 /// All `len` bytes of its room must have been written.
-pub(crate) unsafe fn reveal_dump(dump: RString, len: usize) {
+unsafe fn reveal_dump(dump: RString, len: usize) {
     rb_sys::rb_obj_reveal(dump.as_raw(), rb_sys::rb_cString);
     rb_sys::rb_str_set_len(dump.as_raw(), len as std::os::raw::c_long);
 }

@@ -6,12 +6,12 @@
 use magnus::{prelude::*, value::Id, Error, RArray, Ruby, Value};
 
 use divvy_core::wire::counter::Counter;
+use divvy_core::wire::decoder::ItemPayload;
 use divvy_core::wire::frame::Frame;
 
 use super::answer;
 use super::arity::Arity;
 use super::leave::leave;
-use super::receive::Received;
 use super::Setup;
 use crate::marshal;
 use crate::vm::call::apply;
@@ -59,7 +59,7 @@ impl Performer {
     pub fn perform_and_answer(
         &self,
         ruby: &Ruby,
-        received: Received<'_>,
+        received: ItemPayload<'_>,
         counter: &Counter,
     ) -> bool {
         match self.perform(ruby, received) {
@@ -105,12 +105,14 @@ impl Performer {
     ///
     /// Raises what `perform` raises, an `ArgumentError` for an item of the
     /// wrong arity, and a `TypeError` for a result Marshal cannot dump.
-    fn perform(&self, ruby: &Ruby, received: Received<'_>) -> Result<Frame, Error> {
+    fn perform(&self, ruby: &Ruby, received: ItemPayload<'_>) -> Result<Frame, Error> {
         let args = match received {
-            Received::Buffered(payload) => {
+            ItemPayload::Buffered(payload) => {
                 RArray::try_convert(marshal::load_borrowed(ruby, payload)?)?
             }
-            Received::Read(dump) => marshal::load_args_from(ruby, dump)?,
+            ItemPayload::Landed(landing) => {
+                marshal::load_args_from(ruby, marshal::landed_dump(ruby, landing)?)?
+            }
         };
         self.check_arity(ruby, args.len())?;
         let value = apply(ruby, self.receiver, self.method_id, args)?;

@@ -1,46 +1,19 @@
 //! Taking the next item from the master: waiting for its frame (through
-//! Ruby, so that signal traps run), and reading a large item straight into
-//! the String `perform` receives.
+//! Ruby, so that signal traps run). A large item is landed: read straight
+//! into a String of its own (`marshal::land_in_string`), which the String
+//! that ends its arguments then shares.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
-use magnus::{Error, RString, Ruby};
+use magnus::{Error, Ruby};
 use nix::errno::Errno;
 
-use divvy_core::wire::decoder::Decoder;
+use divvy_core::wire::decoder::{Decoder, ItemPayload};
 
 use super::answer;
 use super::leave::leave;
-use crate::marshal::{hidden_dump, reveal_dump, LARGE_STRING};
+use crate::marshal::land_in_string;
 use crate::vm::errors::{divvy_error, os_error};
-
-/// An item as the worker received it.
-pub enum Received<'a> {
-    /// A Marshal dump in the decoder's buffer.
-    Buffered(&'a [u8]),
-    /// A large Marshal dump read straight into a String of its own.
-    Read(RString),
-}
-
-impl Received<'_> {
-    /// The dump's length in bytes.
-    pub fn len(&self) -> usize {
-        match self {
-            Received::Buffered(payload) => payload.len(),
-            Received::Read(dump) => dump.len(),
-        }
-    }
-}
-
-/// What waiting for the master brought.
-enum Incoming {
-    /// A whole frame is buffered.
-    Frame,
-    /// A large item has begun; its payload is this long.
-    Large(usize),
-    /// End-of-file: the master is done with this worker.
-    End,
-}
 
 /// The worker's end of its item pipe, and the frames read from it.
 pub struct Receiver<'a> {
@@ -60,86 +33,50 @@ impl<'a> Receiver<'a> {
     /// Waits for the next item; before waiting, sends the answers queued
     /// so far. Runs in the worker.
     ///
-    /// Returns the item, or `None` when the master closed the pipe (no
-    /// more items); raises `Divvy::Error` when the pipe fails or a frame is
-    /// malformed, and what a signal trap raises while waiting.
-    pub fn next_item(&mut self, ruby: &Ruby) -> Result<Option<Received<'_>>, Error> {
-        match self.wait(ruby)? {
-            Incoming::End => Ok(None),
-            Incoming::Large(len) => self
-                .read_large(ruby, len)
-                .map(|dump| Some(Received::Read(dump))),
-            Incoming::Frame => match self.decoder.next_item() {
-                Ok(Some(payload)) => Ok(Some(Received::Buffered(payload))),
-                Ok(None) => Err(divvy_error(
-                    ruby,
-                    "internal error: a whole frame was announced but not found",
-                )),
-                Err(error) => Err(divvy_error(
-                    ruby,
-                    format!("malformed frame from the master: {error}"),
-                )),
-            },
+    /// Returns the item's payload, or `None` when the master closed the
+    /// pipe (no more items); raises `Divvy::Error` when the pipe fails, ends
+    /// in the middle of an item or a frame is malformed, and what a signal
+    /// trap raises while waiting.
+    pub fn next_item(&mut self, ruby: &Ruby) -> Result<Option<ItemPayload<'_>>, Error> {
+        if !self.wait(ruby)? {
+            return Ok(None);
+        }
+        match self.decoder.next_item() {
+            Ok(Some(payload)) => Ok(Some(payload)),
+            Ok(None) => Err(divvy_error(
+                ruby,
+                "internal error: a whole frame was announced but not found",
+            )),
+            Err(error) => Err(divvy_error(
+                ruby,
+                format!("malformed frame from the master: {error}"),
+            )),
         }
     }
 
-    /// Waits until a whole frame is buffered, or a large item has begun.
-    fn wait(&mut self, ruby: &Ruby) -> Result<Incoming, Error> {
+    /// Waits until a whole frame is buffered or landed, landing a large
+    /// item once its start is in.
+    ///
+    /// Returns false at end-of-file.
+    fn wait(&mut self, ruby: &Ruby) -> Result<bool, Error> {
+        let mut lander = land_in_string;
         loop {
             if self.decoder.has_frame() {
-                return Ok(Incoming::Frame);
+                return Ok(true);
             }
-            if let Some(len) = self.decoder.large_item_pending(LARGE_STRING) {
-                return Ok(Incoming::Large(len));
-            }
+            self.decoder.land(&mut lander);
             wait_readable(ruby, self.item_rx)?;
             match self.decoder.read_from(self.item_rx.as_fd()) {
-                Ok(0) => return Ok(Incoming::End),
-                result => read_count(ruby, result)?,
-            };
-        }
-    }
-
-    /// Reads the large item whose start the decoder holds into a new
-    /// String of `len` bytes: the pipe writes straight into the String's
-    /// memory, with no buffer in between. Waits through Ruby so signal
-    /// traps run.
-    ///
-    /// Returns the String; raises `Divvy::Error` when the pipe fails or
-    /// ends before the item does.
-    fn read_large(&mut self, ruby: &Ruby, len: usize) -> Result<RString, Error> {
-        let (dump, room) = hidden_dump(ruby, len)?;
-        // SAFETY: the String has room for `len` bytes that stays put while
-        // it lives (on this stack, so the GC keeps it), and Ruby code (a
-        // trap running between the reads) cannot reach it.
-        let room = unsafe {
-            std::slice::from_raw_parts_mut(room.cast::<std::mem::MaybeUninit<u8>>(), len)
-        };
-        let mut filled = self.decoder.take_item_start(room);
-        while filled < len {
-            wait_readable(ruby, self.item_rx)?;
-            let rest = &mut room[filled..];
-            // SAFETY: reads at most `rest.len()` bytes into the String's room.
-            let read = unsafe {
-                libc::read(
-                    self.item_rx.as_raw_fd(),
-                    rest.as_mut_ptr().cast(),
-                    rest.len(),
-                )
-            };
-            match Errno::result(read).map(|count| count as usize) {
-                Ok(0) => {
+                Ok(0) if self.decoder.has_partial() => {
                     return Err(divvy_error(
                         ruby,
                         "the master closed the pipe in the middle of an item",
                     ))
                 }
-                result => filled += read_count(ruby, result)?,
-            }
+                Ok(0) => return Ok(false),
+                result => read_count(ruby, result)?,
+            };
         }
-        // SAFETY: all `len` bytes are now written.
-        unsafe { reveal_dump(dump, len) };
-        Ok(dump)
     }
 }
 
