@@ -491,5 +491,38 @@ RSpec.describe 'reliability' do
         expect(Dir.children(dir).map(&:to_i).sort).to eq((0...300).to_a)
       end
     end
+
+    # The first worker's address space leaves no room for the item's
+    # String: it says so and leaves (or, when a smaller allocation of its
+    # own fails first, it aborts), and the item goes to the next one at no
+    # cost. Before, the worker spun for good once Ruby could not make the
+    # String to read the item into.
+    it 'reports a worker that cannot make room for a large item, and gives the item to another' do
+      skip 'needs /proc/self/status to size the limit' unless File.exist?('/proc/self/status')
+      Dir.mktmpdir do |dir|
+        result = ruby_code(<<~RUBY, env: { 'MARK' => File.join(dir, 'limited') })
+          require 'divvy'
+          class Big
+            include Divvy::Parallelizable
+            def dispatch = yield('x' * (256 << 20))
+            def after_fork(_worker)
+              return if File.exist?(ENV.fetch('MARK'))
+
+              File.write(ENV.fetch('MARK'), '')
+              mapped = File.read('/proc/self/status')[/VmSize:\s+(\d+)/, 1].to_i * 1024
+              Process.setrlimit(Process::RLIMIT_AS, mapped + (128 << 20))
+            end
+            def perform(blob) = puts(blob.bytesize)
+          end
+          master = Divvy::Master.new(Big.new, 1)
+          master.run
+          p [master.items_performed, master.items_failed]
+        RUBY
+        expect(result.stdout).to eq("268435456\n[1, 0]\n"), result.stderr
+        expect(result.stderr).to match(
+          /^divvy: worker 1 \(pid \d+\) (stopped: NoMemoryError: cannot make room|died by SIGABRT)/
+        ), result.stderr
+      end
+    end
   end
 end

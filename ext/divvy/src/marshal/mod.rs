@@ -6,6 +6,8 @@
 mod build;
 mod walk;
 
+use std::cell::RefCell;
+
 use build::Source;
 
 use magnus::{
@@ -202,20 +204,46 @@ pub fn load_result(ruby: &Ruby, result: ResultBytes) -> Result<Value, Error> {
     }
 }
 
+thread_local! {
+    /// Why `land_in_string` could not make room, until `landing_failure`
+    /// raises it.
+    static LANDING_FAILURE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
 /// Makes room for a large result or item to be read into: a String
 /// (`hidden_dump`) kept from the GC (and from moving) while the landing
 /// lives; `landed_dump` takes it over. Runs in the master (results) and
 /// in a worker (items).
 ///
-/// Returns `None` when Ruby cannot allocate it.
+/// Returns `None` when Ruby cannot allocate it, and keeps why for
+/// `landing_failure`: its reader must not go on as if nothing happened,
+/// for Ruby is out of memory.
 pub fn land_in_string(len: usize) -> Option<Landing> {
     let ruby = Ruby::get().ok()?;
-    let (string, room) = hidden_dump(&ruby, len).ok()?;
-    let owner = Box::new(BoxValue::new(string));
-    // SAFETY: nothing but the landing refers to the String, and Ruby code
-    // cannot find it, so nothing else reads or writes the room while the
-    // boxed value keeps it (see `hidden_dump`).
-    Some(unsafe { Landing::new(room, len, owner) })
+    match hidden_dump(&ruby, len) {
+        Ok((string, room)) => {
+            let owner = Box::new(BoxValue::new(string));
+            // SAFETY: nothing but the landing refers to the String, and
+            // Ruby code cannot find it, so nothing else reads or writes the
+            // room while the boxed value keeps it (see `hidden_dump`).
+            Some(unsafe { Landing::new(room, len, owner) })
+        }
+        Err(error) => {
+            let reason = format!("cannot make room for a dump of {len} bytes: {error}");
+            LANDING_FAILURE.with(|failure| *failure.borrow_mut() = Some(reason));
+            None
+        }
+    }
+}
+
+/// Raises, as a `NoMemoryError`, why `land_in_string` last failed, if it
+/// did since the last call. Runs where `land_in_string` runs, after each
+/// read that may have landed.
+pub fn landing_failure(ruby: &Ruby) -> Result<(), Error> {
+    match LANDING_FAILURE.with(|failure| failure.borrow_mut().take()) {
+        Some(reason) => Err(Error::new(ruby.exception_no_mem_error(), reason)),
+        None => Ok(()),
+    }
 }
 
 /// Takes over the String `land_in_string` made for `landing`, shown to

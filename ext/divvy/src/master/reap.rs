@@ -11,6 +11,7 @@ use divvy_core::engine::exit::Exit;
 use super::report;
 use super::run::Run;
 use super::turn::{print_through, raise_if_fatal};
+use crate::marshal;
 use crate::vm::errors::os_error;
 
 static PROCESS_STATUS: Lazy<RClass> = Lazy::new(|ruby| {
@@ -45,6 +46,7 @@ fn settle(ruby: &Ruby, run: &mut Run, index: usize, status: Value) -> Result<(),
     run.engine
         .read_answers(index, &mut run.actions)
         .map_err(|err| os_error(ruby, "reading from a worker", err))?;
+    marshal::landing_failure(ruby)?;
     report::carry_out(ruby, run)?;
     let exit = exit_of(status)?;
     run.view(ruby, index)?

@@ -13,6 +13,7 @@ use divvy_core::engine::{Fatal, Watched};
 use super::run::Run;
 use super::turn::print_through;
 use super::{report, traps};
+use crate::marshal;
 use crate::vm::errors::os_error;
 use crate::vm::nogvl::without_gvl;
 use crate::vm::stdio::flush_all;
@@ -76,6 +77,7 @@ pub fn wait(ruby: &Ruby, run: &mut Run) -> Result<bool, Error> {
             &mut |stream, bytes| print_through(meter, stream, bytes),
         )
         .map_err(|err| os_error(ruby, "talking to workers", err))?;
+    marshal::landing_failure(ruby)?;
     Ok(check_all)
 }
 

@@ -12,7 +12,7 @@ use divvy_core::wire::decoder::{Decoder, ItemPayload};
 
 use super::answer;
 use super::leave::leave;
-use crate::marshal::land_in_string;
+use crate::marshal::{land_in_string, landing_failure};
 use crate::vm::errors::{divvy_error, os_error};
 
 /// The worker's end of its item pipe, and the frames read from it.
@@ -57,7 +57,8 @@ impl<'a> Receiver<'a> {
     /// Waits until a whole frame is buffered or landed, landing a large
     /// item once its start is in.
     ///
-    /// Returns false at end-of-file.
+    /// Returns false at end-of-file; raises `NoMemoryError` when there is
+    /// no room for a large item.
     fn wait(&mut self, ruby: &Ruby) -> Result<bool, Error> {
         let mut lander = land_in_string;
         loop {
@@ -65,6 +66,7 @@ impl<'a> Receiver<'a> {
                 return Ok(true);
             }
             self.decoder.land(&mut lander);
+            landing_failure(ruby)?;
             wait_readable(ruby, self.item_rx)?;
             match self.decoder.read_from(self.item_rx.as_fd()) {
                 Ok(0) if self.decoder.has_partial() => {
