@@ -524,5 +524,33 @@ RSpec.describe 'reliability' do
         ), result.stderr
       end
     end
+
+    # Every worker's address space leaves no room for the large item: it
+    # fails after the third worker died receiving it, and the run ends.
+    # Before, it went from worker to worker for ever at no cost.
+    it 'fails an item that kills every worker that receives it' do
+      skip 'needs /proc/self/status to size the limit' unless File.exist?('/proc/self/status')
+      result = ruby_code(<<~RUBY)
+        require 'divvy'
+        class Killer
+          include Divvy::Parallelizable
+          def dispatch
+            yield 'small'
+            yield 'x' * (256 << 20)
+            yield 'tiny'
+          end
+          def after_fork(_worker)
+            mapped = File.read('/proc/self/status')[/VmSize:\\s+(\\d+)/, 1].to_i * 1024
+            Process.setrlimit(Process::RLIMIT_AS, mapped + (128 << 20))
+          end
+          def perform(text) = puts(text.bytesize)
+        end
+        master = Divvy::Master.new(Killer.new, 1)
+        master.run
+        p [master.items_performed, master.items_failed, master.spawn_count]
+      RUBY
+      expect(result.stdout.lines.sort).to eq(["4\n", "5\n", "[2, 1, 4]\n"]), result.stderr
+      expect(result.stderr).to match(/before it could start .*, as did the 2 workers sent it before$/)
+    end
   end
 end

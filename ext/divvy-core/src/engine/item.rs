@@ -28,6 +28,9 @@ pub struct Item {
     /// True once the job log recorded the item as performed, before its
     /// answer arrived (see `journal`).
     pub journaled: bool,
+    /// How many workers died of their own accord holding it as the next
+    /// item to start, and so perhaps while reading it (see `settle`).
+    pub bounced: u32,
 }
 
 impl Item {
@@ -41,6 +44,7 @@ impl Item {
             digest: 0,
             sent_at: None,
             journaled: false,
+            bounced: 0,
         }
     }
 }

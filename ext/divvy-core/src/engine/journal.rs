@@ -130,6 +130,11 @@ impl Engine {
                 (1, 0, format!("{}: {}", failure.class_name, failure.message))
             }
             Cause::Died(exit) => (exit_value(*exit), signal(*exit), exit.describe()),
+            Cause::DiedReceiving(exit) => (
+                exit_value(*exit),
+                signal(*exit),
+                format!("{} before it could start the item", exit.describe()),
+            ),
             Cause::TimedOut(timeout) => {
                 (-1, 0, format!("timed out after {}s", timeout.as_secs_f64()))
             }

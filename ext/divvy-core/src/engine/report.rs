@@ -15,6 +15,9 @@ pub enum Cause {
     Raised(Failure),
     /// The worker died while performing it.
     Died(Exit),
+    /// The worker died before it could start it, and so had the workers
+    /// before it that were sent it: it seems to kill whoever reads it.
+    DiedReceiving(Exit),
     /// It ran past the timeout and its worker was stopped.
     TimedOut(Duration),
     /// It was performed, but its worker ended this way before the result
@@ -27,7 +30,7 @@ impl Cause {
     pub fn reason(&self) -> &'static str {
         match self {
             Cause::Raised(_) => "raised",
-            Cause::Died(_) => "died",
+            Cause::Died(_) | Cause::DiedReceiving(_) => "died",
             Cause::TimedOut(_) => "timed_out",
             Cause::Lost(_) => "lost",
         }
@@ -62,6 +65,11 @@ pub fn failure_message(who: Who, item: &str, cause: &Cause) -> String {
             failure.class_name, failure.message
         ),
         Cause::Died(exit) => format!("{who} {} while performing {item}", exit.describe()),
+        Cause::DiedReceiving(exit) => format!(
+            "{who} {} before it could start {item}, as did the {} workers sent it before",
+            exit.describe(),
+            super::settle::BOUNCE_LIMIT - 1
+        ),
         Cause::TimedOut(timeout) => format!(
             "{who} timed out after {}s performing {item}",
             timeout.as_secs_f64()

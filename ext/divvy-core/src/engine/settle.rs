@@ -13,6 +13,11 @@ use super::{Action, Engine, Fatal, Retry};
 /// Workers dying before they boot, in a row, that stop the run: this many,
 /// or the worker count when it is larger.
 const BOOT_DEATHS_LIMIT: usize = 3;
+/// Workers that may die, in a row, holding an item as the next to start,
+/// before the item fails as the cause: an item that kills whoever reads it
+/// (one too large for a worker's memory) would otherwise go from worker to
+/// worker for ever, at no cost, since none ever started it.
+pub const BOUNCE_LIMIT: u32 = 3;
 
 impl Engine {
     /// Settles worker `index`, whose process was reaped having ended as
@@ -32,7 +37,16 @@ impl Engine {
         let departure = worker.reaped(reading);
         self.clear_group(who, now, actions);
         let exit = fatal_cause(exit, departure.fatal_signal);
-        self.hand_back(departure.unstarted);
+        let mut unstarted = departure.unstarted;
+        let own_death = !departure.signalled && !exit.is_clean() && exit != Exit::Unknown;
+        let killer = match unstarted.first_mut() {
+            Some(next) if departure.performing.is_none() && own_death => {
+                next.bounced += 1;
+                (next.bounced >= BOUNCE_LIMIT).then(|| unstarted.remove(0))
+            }
+            _ => None,
+        };
+        self.hand_back(unstarted);
         let lost = self.options.wants_results && !departure.finished.is_empty();
         if self.options.wants_results {
             for item in departure.finished {
@@ -53,22 +67,23 @@ impl Engine {
             || (!departure.was_ready
                 && !departure.signalled
                 && matches!(exit, Exit::Signaled(_) | Exit::Exited(1..)));
-        match departure.performing {
-            Some(item) => {
+        match (departure.performing, killer) {
+            (Some(item), _) => {
                 let cause = match self.options.timeout {
                     Some(timeout) if departure.timed_out => Cause::TimedOut(timeout),
                     _ => Cause::Died(exit),
                 };
                 self.fail_item(who, item, cause, actions);
             }
+            (None, Some(item)) => self.fail_item(who, item, Cause::DiedReceiving(exit), actions),
             // The lost items' reports say how the worker ended.
-            None if lost => {}
-            None if died_booting => self.died_booting(who, exit, actions),
-            None if unexpected => {
+            (None, None) if lost => {}
+            (None, None) if died_booting => self.died_booting(who, exit, actions),
+            (None, None) if unexpected => {
                 self.board.failures.add(1);
                 actions.push(Action::Say(format!("{who} {}", exit.describe())));
             }
-            None => actions.push(Action::Notice(format!("{who} {}", exit.describe()))),
+            (None, None) => actions.push(Action::Notice(format!("{who} {}", exit.describe()))),
         }
     }
 
@@ -418,6 +433,67 @@ mod tests {
         engine.close_all().unwrap();
         engine.on_exit(0, Exit::Unknown, at(0), &mut actions);
         assert_eq!(engine.board.failures.get(), 0);
+    }
+
+    #[test]
+    fn an_item_that_kills_the_workers_that_receive_it_fails() {
+        let options = RunOptions {
+            retries: 1,
+            ..RunOptions::default()
+        };
+        let mut engine = engine(1, options);
+        let mut actions = Vec::new();
+        engine.queue.push_back(item(7));
+        for round in 1..=4 {
+            engine.started(0, 70 + round, None);
+            engine.pool.worker_mut(0).booted();
+            engine.send_queued(at(0), &mut actions).unwrap();
+            assert_eq!(engine.pool.worker(0).held_count(), 1, "round {round}");
+            engine.on_exit(0, Exit::Signaled(libc::SIGKILL), at(0), &mut actions);
+        }
+        let failed: Vec<_> = actions
+            .iter()
+            .filter_map(|action| match action {
+                Action::Failed {
+                    item, cause, retry, ..
+                } => Some((item.index, cause.clone(), retry.is_some())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                (7, Cause::DiedReceiving(Exit::Signaled(libc::SIGKILL)), true),
+                (
+                    7,
+                    Cause::DiedReceiving(Exit::Signaled(libc::SIGKILL)),
+                    false
+                ),
+            ],
+            "the third death fails it, the retry goes at the next"
+        );
+        assert_eq!(engine.board.failed.get(), 1);
+        assert!(engine.queue.is_empty());
+    }
+
+    #[test]
+    fn an_item_behind_a_killed_idle_worker_goes_back_twice_at_no_cost() {
+        let mut engine = engine(1, RunOptions::default());
+        let mut actions = Vec::new();
+        engine.queue.push_back(item(8));
+        for round in 1..=2 {
+            engine.started(0, 80 + round, None);
+            engine.pool.worker_mut(0).booted();
+            engine.send_queued(at(0), &mut actions).unwrap();
+            engine.on_exit(0, Exit::Signaled(libc::SIGKILL), at(0), &mut actions);
+        }
+        assert_eq!(
+            engine.queue.front().map(|item| (item.index, item.attempt)),
+            Some((8, 1))
+        );
+        assert!(!actions
+            .iter()
+            .any(|action| matches!(action, Action::Failed { .. })));
     }
 
     #[test]

@@ -226,10 +226,12 @@ fn task_error(
         )?;
     }
     match cause {
-        Cause::Died(exit @ Exit::Signaled(_)) => {
+        Cause::Died(exit @ Exit::Signaled(_)) | Cause::DiedReceiving(exit @ Exit::Signaled(_)) => {
             details.aset(ruby.to_symbol("signal"), exit.signal_name())?
         }
-        Cause::Died(Exit::Exited(code)) => details.aset(ruby.to_symbol("exit_status"), *code)?,
+        Cause::Died(Exit::Exited(code)) | Cause::DiedReceiving(Exit::Exited(code)) => {
+            details.aset(ruby.to_symbol("exit_status"), *code)?
+        }
         _ => {}
     }
     details.aset(ruby.to_symbol("worker_number"), who.number)?;
