@@ -7,7 +7,7 @@ use super::item::Item;
 use super::report::{Cause, Who};
 use super::worker::Answer;
 use super::{Action, Engine};
-use crate::wire::frame::{Failure, Frame};
+use crate::wire::frame::{Failure, Frame, ResultBytes};
 
 impl Engine {
     /// Reads what worker `index` has sent so far and settles each answer.
@@ -81,7 +81,9 @@ impl Engine {
                 return self.broken(index, "sent an item frame to the master", actions)
             }
         };
-        match self.pool.worker_mut(index).answer(failure) {
+        let worker = self.pool.worker_mut(index);
+        worker.answered_with(result.as_ref().map_or(0, ResultBytes::len));
+        match worker.answer(failure) {
             Ok(Answer::Performed(item)) => {
                 self.count_performed(1, actions);
                 match result {

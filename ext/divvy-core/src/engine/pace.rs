@@ -15,6 +15,11 @@ use crate::wire::answers::MAX_DELAY;
 const TARGET: Duration = MAX_DELAY.saturating_mul(2);
 /// The deepest window.
 pub const MAX_WINDOW: usize = 512;
+/// The most result bytes a window's items may answer with: a worker whose
+/// items return large results is kept to fewer at once, so that it reuses
+/// the same memory, still in cache, for the next result rather than
+/// touching fresh pages for each of a deep window's.
+const MAX_WINDOW_RESULT_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A worker's measured pace.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +27,8 @@ pub struct Pace {
     per_item: Option<Duration>,
     seen: u64,
     since: Option<Instant>,
+    /// The size of its results, averaged as `per_item` is.
+    result_bytes: Option<u64>,
 }
 
 impl Pace {
@@ -54,19 +61,41 @@ impl Pace {
         progressed
     }
 
+    /// Records that the worker answered for an item with a result of
+    /// `bytes` (0 for none).
+    pub fn answered(&mut self, bytes: usize) {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        self.result_bytes = Some(match self.result_bytes {
+            Some(old) => {
+                old.saturating_mul(7)
+                    .saturating_add(bytes.saturating_mul(3))
+                    / 10
+            }
+            None => bytes,
+        });
+    }
+
     /// Returns how many items the worker should hold at once.
     pub fn window(&self) -> usize {
-        match self.per_item {
-            None => 1,
+        let by_time = match self.per_item {
+            None => return 1,
             Some(per_item) if per_item.is_zero() => MAX_WINDOW,
-            Some(per_item) => {
-                let fits = TARGET.as_nanos() / per_item.as_nanos();
-                usize::try_from(fits)
-                    .unwrap_or(MAX_WINDOW)
-                    .clamp(1, MAX_WINDOW)
+            Some(per_item) => bounded(TARGET.as_nanos() / per_item.as_nanos()),
+        };
+        match self.result_bytes {
+            Some(bytes) if bytes > 0 => {
+                by_time.min(bounded(u128::from(MAX_WINDOW_RESULT_BYTES / bytes)))
             }
+            _ => by_time,
         }
     }
+}
+
+/// A window of `fits` items, within bounds.
+fn bounded(fits: u128) -> usize {
+    usize::try_from(fits)
+        .unwrap_or(MAX_WINDOW)
+        .clamp(1, MAX_WINDOW)
 }
 
 #[cfg(test)]
@@ -112,6 +141,23 @@ mod tests {
         let per_item = Duration::from_micros(100);
         let window = u32::try_from(pace.window()).unwrap();
         assert!(per_item * window >= MAX_DELAY * 2);
+    }
+
+    #[test]
+    fn large_results_keep_a_fast_worker_to_a_few_items() {
+        let mut pace = Pace::default();
+        pace.busy(at(0));
+        pace.observe(1000, true, at(50_000));
+        pace.answered(1024 * 1024);
+        assert_eq!(pace.window(), 4, "4 MB of 1 MB results");
+        for _ in 0..50 {
+            pace.answered(100);
+        }
+        assert_eq!(
+            pace.window(),
+            fitting(50),
+            "small results: the time decides"
+        );
     }
 
     #[test]

@@ -352,6 +352,12 @@ impl Worker {
         }
     }
 
+    /// Records the size of a result the worker answered with (0 for
+    /// none): large results keep its window small (see `Pace`).
+    pub fn answered_with(&mut self, result_bytes: usize) {
+        self.pace.answered(result_bytes);
+    }
+
     /// Settles the oldest item the worker holds with its answer, the
     /// `failure` it reported or none.
     ///
