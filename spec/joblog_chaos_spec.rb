@@ -109,7 +109,12 @@ RSpec.describe 'the job log when the master is killed' do
       end
     end
     expect(lags).to all(be < flush_bound)
-    in_flight_bound = kills.size * workers
+    # Performed after the kill: each worker's item under way (the Linux
+    # build's workers die with the master); on the portable build, which
+    # has no parent-death signal, also what a worker goes on performing
+    # until its next write of answers fails, at most 8 ms of items of 1 ms
+    # or more after the last one (its parent watch looks every 200 ms).
+    in_flight_bound = kills.size * workers * (ENV['PORTABLE'] == '1' ? 10 : 1)
     before_kill = lags.count(&:positive?)
     expect(lags.size - before_kill).to be <= in_flight_bound
   end
