@@ -38,13 +38,12 @@ impl Engine {
         self.clear_group(who, now, actions);
         let exit = fatal_cause(exit, departure.fatal_signal);
         let mut unstarted = departure.unstarted;
+        // Neither a clean exit, nor by the master's signals, nor unknown.
         let own_death = !departure.signalled && !exit.is_clean() && exit != Exit::Unknown;
-        let killer = match unstarted.first_mut() {
-            Some(next) if departure.performing.is_none() && own_death => {
-                next.bounced += 1;
-                (next.bounced >= BOUNCE_LIMIT).then(|| unstarted.remove(0))
-            }
-            _ => None,
+        let killer = if own_death && departure.performing.is_none() {
+            blame_next(&mut unstarted)
+        } else {
+            None
         };
         self.hand_back(unstarted);
         let lost = self.options.wants_results && !departure.finished.is_empty();
@@ -63,10 +62,7 @@ impl Engine {
         // Told to leave while it was booting (the run ended first), a
         // worker that then dies, of its own accord, died booting all the
         // same.
-        let died_booting = departure.phase == Phase::Booting
-            || (!departure.was_ready
-                && !departure.signalled
-                && matches!(exit, Exit::Signaled(_) | Exit::Exited(1..)));
+        let died_booting = departure.phase == Phase::Booting || (!departure.was_ready && own_death);
         match (departure.performing, killer) {
             (Some(item), _) => {
                 let cause = match self.options.timeout {
@@ -187,6 +183,17 @@ fn fatal_cause(exit: Exit, fatal_signal: Option<i32>) -> Exit {
         (Exit::Signaled(_), Some(signo)) => Exit::Signaled(signo),
         _ => exit,
     }
+}
+
+/// Counts a worker's death, between items, against the item it held as
+/// the next to start (it may have died reading it).
+///
+/// Returns that item, taken out of `unstarted`, once `BOUNCE_LIMIT`
+/// workers in a row died so.
+fn blame_next(unstarted: &mut Vec<Item>) -> Option<Item> {
+    let next = unstarted.first_mut()?;
+    next.bounced += 1;
+    (next.bounced >= BOUNCE_LIMIT).then(|| unstarted.remove(0))
 }
 
 #[cfg(test)]
@@ -356,14 +363,22 @@ mod tests {
         );
     }
 
+    /// An engine whose one worker (pid 51) is still booting when the run
+    /// tells every worker to leave, as it does once the others have
+    /// performed every item.
+    fn booting_told_to_leave() -> Engine {
+        let mut engine = engine(1, RunOptions::default());
+        engine.started(0, 51, None);
+        engine.close_all().unwrap();
+        engine
+    }
+
     #[test]
     fn a_worker_that_dies_booting_after_the_run_ended_died_booting() {
         // Its death is reaped after the others finished every item and the
         // run told all workers to leave.
-        let mut engine = engine(1, RunOptions::default());
+        let mut engine = booting_told_to_leave();
         let mut actions = Vec::new();
-        engine.started(0, 51, None);
-        engine.close_all().unwrap();
         engine.on_exit(0, Exit::Signaled(libc::SIGTERM), at(0), &mut actions);
         assert_eq!(
             actions,
@@ -376,10 +391,8 @@ mod tests {
 
     #[test]
     fn a_booting_worker_the_master_stopped_is_no_failure() {
-        let mut engine = engine(1, RunOptions::default());
+        let mut engine = booting_told_to_leave();
         let mut actions = Vec::new();
-        engine.started(0, 51, None);
-        engine.close_all().unwrap();
         engine.terminate_all(at(0), &mut actions);
         actions.clear();
         engine.on_exit(0, Exit::Signaled(libc::SIGTERM), at(0), &mut actions);
@@ -394,10 +407,8 @@ mod tests {
 
     #[test]
     fn a_booting_worker_killed_after_term_is_no_failure() {
-        let mut engine = engine(1, RunOptions::default());
+        let mut engine = booting_told_to_leave();
         let mut actions = Vec::new();
-        engine.started(0, 51, None);
-        engine.close_all().unwrap();
         engine.terminate_all(at(0), &mut actions);
         // The TERM's grace is over: KILL follows.
         engine.on_tick(at(10_000_000), &mut actions);
@@ -415,11 +426,9 @@ mod tests {
     #[test]
     fn a_booting_worker_passed_a_ctrl_c_is_no_failure() {
         // Its after_fork trapped INT its own way and exited 1 on it.
-        let mut engine = engine(1, RunOptions::default());
+        let mut engine = booting_told_to_leave();
         let mut actions = Vec::new();
-        engine.started(0, 61, None);
         engine.forward(libc::SIGINT, &mut actions);
-        engine.close_all().unwrap();
         actions.clear();
         engine.on_exit(0, Exit::Exited(1), at(0), &mut actions);
         assert_eq!(engine.board.failures.get(), 0, "{actions:?}");
@@ -427,10 +436,8 @@ mod tests {
 
     #[test]
     fn a_never_ready_worker_reaped_by_someone_else_is_no_failure() {
-        let mut engine = engine(1, RunOptions::default());
+        let mut engine = booting_told_to_leave();
         let mut actions = Vec::new();
-        engine.started(0, 51, None);
-        engine.close_all().unwrap();
         engine.on_exit(0, Exit::Unknown, at(0), &mut actions);
         assert_eq!(engine.board.failures.get(), 0);
     }
