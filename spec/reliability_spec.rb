@@ -492,6 +492,15 @@ RSpec.describe 'reliability' do
       end
     end
 
+    # Ruby code for a worker's after_fork: limits its address space to what
+    # it maps now and 128 MB more, no room for an item of 256 MB.
+    def limit_address_space
+      <<~'RUBY'
+        mapped = File.read('/proc/self/status')[/VmSize:\s+(\d+)/, 1].to_i * 1024
+        Process.setrlimit(Process::RLIMIT_AS, mapped + (128 << 20))
+      RUBY
+    end
+
     # The first worker's address space leaves no room for the item's
     # String: it says so and leaves (or, when a smaller allocation of its
     # own fails first, it aborts), and the item goes to the next one at no
@@ -509,8 +518,7 @@ RSpec.describe 'reliability' do
               return if File.exist?(ENV.fetch('MARK'))
 
               File.write(ENV.fetch('MARK'), '')
-              mapped = File.read('/proc/self/status')[/VmSize:\s+(\d+)/, 1].to_i * 1024
-              Process.setrlimit(Process::RLIMIT_AS, mapped + (128 << 20))
+              #{limit_address_space}
             end
             def perform(blob) = puts(blob.bytesize)
           end
@@ -540,8 +548,7 @@ RSpec.describe 'reliability' do
             yield 'tiny'
           end
           def after_fork(_worker)
-            mapped = File.read('/proc/self/status')[/VmSize:\\s+(\\d+)/, 1].to_i * 1024
-            Process.setrlimit(Process::RLIMIT_AS, mapped + (128 << 20))
+            #{limit_address_space}
           end
           def perform(text) = puts(text.bytesize)
         end
