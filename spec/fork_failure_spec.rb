@@ -43,11 +43,15 @@ RSpec.describe 'a fork that fails' do
     end
   end
 
+  # The portable build's fork timer is a thread, which the limit refuses
+  # before any fork; on Linux the first fork keeps failing.
   it 'stops with a clear error when it cannot start at all' do
     Dir.mktmpdir do |dir|
       result = run_command(limited(1, '-n', 2, slow_script(dir, count: 4, seconds: 0)), chdir: '/')
       expect(result.exitstatus).to eq(1)
-      expect(result.stderr).to match(/\Adivvy: cannot start a run: .*Resource temporarily unavailable.*\n\z/)
+      expect(result.stderr).to match(
+        /\Adivvy: (cannot start a run|cannot fork a worker, and none runs): .*Resource temporarily unavailable.*\n\z/
+      )
     end
   end
 

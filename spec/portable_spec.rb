@@ -33,4 +33,23 @@ RSpec.describe 'the operating-system layer under test' do
       expect(threads).not_to include('divvy-parent-wa'), 'a portable build: run it as PORTABLE=1 rspec'
     end
   end
+
+  # A process that has ever run a second thread forks children whose malloc
+  # takes locks (glibc stays in its multi-threaded mode): CPU-bound items
+  # ran about 5% slower. So on Linux the master watches its forks with a
+  # kernel timer, and runs no thread of its own; the portable build has a
+  # timer thread.
+  it 'forks workers from a master that runs no other thread on Linux' do
+    result = ruby_code(<<~RUBY)
+      require 'divvy'
+      master = Process.pid
+      names = Divvy.map([1, 2], workers: 2) do
+        Dir["/proc/\#{master}/task/*/comm"].map { |file| File.read(file).chomp }.sort
+      end
+      p(*names.uniq)
+    RUBY
+    expect(result.status).to be_success, result.stderr
+    expected = portable ? '["divvy-timer", "ruby"]' : '["ruby"]'
+    expect(result.stdout).to eq("#{expected}\n")
+  end
 end

@@ -3,6 +3,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -132,5 +133,51 @@ pub fn start_writeback(file: &std::fs::File) -> io::Result<()> {
     match started {
         0 => Ok(()),
         _ => Err(io::Error::last_os_error()),
+    }
+}
+
+pub struct SignalTimer(libc::timer_t);
+
+impl SignalTimer {
+    pub fn new(signal: libc::c_int) -> io::Result<SignalTimer> {
+        // SAFETY: a zeroed sigevent is valid; SIGEV_SIGNAL needs only the
+        // signal number.
+        let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+        event.sigev_notify = libc::SIGEV_SIGNAL;
+        event.sigev_signo = signal;
+        let mut timer = std::mem::MaybeUninit::<libc::timer_t>::uninit();
+        // SAFETY: timer_create reads the event and writes the timer's id.
+        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, timer.as_mut_ptr()) } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: timer_create succeeded, so it wrote the id.
+        Ok(SignalTimer(unsafe { timer.assume_init() }))
+    }
+
+    /// Arms the timer for `after` (at least a nanosecond: zero disarms),
+    /// or disarms it with `None`.
+    pub fn set(&self, after: Option<Duration>) {
+        let after = after.map_or(Duration::ZERO, |after| after.max(Duration::from_nanos(1)));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: libc::time_t::try_from(after.as_secs()).unwrap_or(libc::time_t::MAX),
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: the timer exists until drop; timer_settime only reads
+        // the spec. It cannot fail with a valid timer and spec.
+        unsafe { libc::timer_settime(self.0, 0, &spec, std::ptr::null_mut()) };
+    }
+}
+
+impl Drop for SignalTimer {
+    fn drop(&mut self) {
+        // SAFETY: the timer was made by timer_create and is deleted once.
+        unsafe { libc::timer_delete(self.0) };
     }
 }

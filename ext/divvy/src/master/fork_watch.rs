@@ -1,15 +1,15 @@
 //! Watching `Process.fork`: when fork(2) fails with EAGAIN (a process
 //! limit reached), Ruby sleeps a second and tries again, forever, and runs
-//! the master's traps in between without leaving. A watchdog thread sends
-//! the master SIGURG once a fork has taken too long, and the master's traps
-//! (URG, and INT, QUIT, TERM while a fork is under way) raise out of it, so
-//! that a fork that keeps failing is reported and signals are obeyed.
+//! the master's traps in between without leaving. A timer sends the master
+//! SIGURG once a fork has taken too long, and the master's traps (URG, and
+//! INT, QUIT, TERM while a fork is under way) raise out of it, so that a
+//! fork that keeps failing is reported and signals are obeyed.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use divvy_core::os::SignalTimer;
 
 /// How long a fork may take before it is given up: Ruby's first retry after
 /// EAGAIN comes a second after the failure.
@@ -29,69 +29,32 @@ pub enum Abandoned {
     Interrupted = 2,
 }
 
-/// The watchdog's deadline, the condition it waits on, and whether it
-/// should end.
-struct Watchdog {
-    deadline: Mutex<Option<Instant>>,
-    changed: Condvar,
-    done: AtomicBool,
-}
-
-/// A run's fork watchdog: a thread that sends the master SIGURG when a
-/// fork outlasts the patience. It ends with the run.
+/// A run's fork watch: the timer that sends the master SIGURG when a fork
+/// outlasts the patience. It ends with the run.
 pub struct ForkWatch {
-    watchdog: Arc<Watchdog>,
-    thread: Option<JoinHandle<()>>,
+    timer: SignalTimer,
 }
 
 impl ForkWatch {
-    /// Starts the watchdog thread. Runs in the master, as a run begins.
+    /// Makes the timer, unarmed. Runs in the master, as a run begins.
     ///
-    /// Returns the OS error when no thread can be started: then no fork
-    /// could be watched either (both count against the same limits).
+    /// Returns the OS error when no timer can be made: a limit is reached,
+    /// and no fork could be watched.
     pub fn start() -> io::Result<ForkWatch> {
-        let watchdog = Arc::new(Watchdog {
-            deadline: Mutex::new(None),
-            changed: Condvar::new(),
-            done: AtomicBool::new(false),
-        });
-        let shared = Arc::clone(&watchdog);
-        let thread = std::thread::Builder::new()
-            .name(String::from("divvy-fork-watch"))
-            .spawn(move || run(&shared))?;
-        Ok(ForkWatch {
-            watchdog,
-            thread: Some(thread),
-        })
+        let timer = SignalTimer::new(libc::SIGURG)?;
+        Ok(ForkWatch { timer })
     }
 
-    /// Arms the watchdog for the fork about to be made. Runs in the master.
+    /// Arms the timer for the fork about to be made. Runs in the master.
     pub fn watch(&self) -> Watch<'_> {
         ABANDONED.store(0, Ordering::SeqCst);
         FORKING.store(true, Ordering::SeqCst);
-        self.set_deadline(Some(Instant::now() + PATIENCE));
+        self.timer.arm(PATIENCE);
         Watch(self)
     }
-
-    fn set_deadline(&self, deadline: Option<Instant>) {
-        if let Ok(mut guard) = self.watchdog.deadline.lock() {
-            *guard = deadline;
-        }
-        self.watchdog.changed.notify_one();
-    }
 }
 
-impl Drop for ForkWatch {
-    fn drop(&mut self) {
-        self.watchdog.done.store(true, Ordering::SeqCst);
-        self.set_deadline(None);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Marks a fork under way (with the watchdog armed) while it lives.
+/// Marks a fork under way (with the timer armed) while it lives.
 pub struct Watch<'a>(&'a ForkWatch);
 
 impl Watch<'_> {
@@ -100,7 +63,7 @@ impl Watch<'_> {
     /// Returns why a trap raised out of the fork, if one did.
     pub fn end(self) -> Option<Abandoned> {
         FORKING.store(false, Ordering::SeqCst);
-        self.0.set_deadline(None);
+        self.0.timer.disarm();
         match ABANDONED.swap(0, Ordering::SeqCst) {
             1 => Some(Abandoned::Stuck),
             2 => Some(Abandoned::Interrupted),
@@ -108,8 +71,8 @@ impl Watch<'_> {
         }
     }
 
-    /// Ends the watch in the worker, which the watchdog thread is not part
-    /// of and whose lock it must not touch.
+    /// Ends the watch in the worker, which has no timer (a fork does not
+    /// inherit it).
     pub fn end_in_child(self) {
         FORKING.store(false, Ordering::SeqCst);
     }
@@ -124,28 +87,4 @@ pub fn abandon(why: Abandoned) -> bool {
         ABANDONED.store(why as u8, Ordering::SeqCst);
     }
     forking
-}
-
-/// The watchdog thread's loop, until the run ends. It needs no Ruby.
-fn run(watchdog: &Watchdog) {
-    let Ok(mut deadline) = watchdog.deadline.lock() else {
-        return;
-    };
-    while !watchdog.done.load(Ordering::SeqCst) {
-        let wait = match *deadline {
-            Some(at) if at <= Instant::now() => {
-                *deadline = None;
-                // SAFETY: kill has no memory effects; the master's URG trap
-                // decides what it means.
-                unsafe { libc::kill(libc::getpid(), libc::SIGURG) };
-                continue;
-            }
-            Some(at) => at - Instant::now(),
-            None => Duration::from_secs(3600),
-        };
-        deadline = match watchdog.changed.wait_timeout(deadline, wait) {
-            Ok((guard, _)) => guard,
-            Err(_) => return,
-        };
-    }
 }

@@ -119,7 +119,7 @@ impl Run {
         let fork_watch = ForkWatch::start().map_err(|err| {
             divvy_error(
                 ruby,
-                format!("cannot start a run: no thread can be started ({err}); is the process limit reached?"),
+                format!("cannot start a run: no timer for its forks can be made ({err})"),
             )
         })?;
         let occupants = occupants(ruby, setup.views, setup.board.worker_count())?;
