@@ -37,19 +37,31 @@ RSpec.describe 'the operating-system layer under test' do
   # A process that has ever run a second thread forks children whose malloc
   # takes locks (glibc stays in its multi-threaded mode): CPU-bound items
   # ran about 5% slower. So on Linux the master watches its forks with a
-  # kernel timer, and runs no thread of its own; the portable build has a
-  # timer thread.
-  it 'forks workers from a master that runs no other thread on Linux' do
-    result = ruby_code(<<~RUBY)
-      require 'divvy'
-      master = Process.pid
-      names = Divvy.map([1, 2], workers: 2) do
-        Dir["/proc/\#{master}/task/*/comm"].map { |file| File.read(file).chomp }.sort
-      end
-      p(*names.uniq)
-    RUBY
-    expect(result.status).to be_success, result.stderr
-    expected = portable ? '["divvy-timer", "ruby"]' : '["ruby"]'
-    expect(result.stdout).to eq("#{expected}\n")
+  # kernel timer, and the job log's writer thread starts once every worker
+  # has; the portable build has a timer thread.
+  it 'forks workers from a master that runs no other thread on Linux, job log or not' do
+    Dir.mktmpdir do |dir|
+      result = ruby_code(<<~RUBY)
+        require 'divvy'
+        # Records the master's threads right before each fork.
+        class Threads
+          include Divvy::Parallelizable
+          attr_reader :seen
+          def initialize = @seen = []
+          def dispatch = 6.times { |i| yield i }
+          def perform(_) = nil
+          def before_fork(_) = @seen << Dir['/proc/self/task/*/comm'].map { |file| File.read(file).chomp }.sort
+        end
+        [{}, { joblog: '#{dir}/log' }].each do |options|
+          task = Threads.new
+          Divvy::Master.new(task, 3, **options).run
+          p(*task.seen.uniq)
+        end
+      RUBY
+      expect(result.status).to be_success, result.stderr
+      expected = portable ? '["divvy-timer", "ruby"]' : '["ruby"]'
+      expect(result.stdout).to eq("#{expected}\n" * 2)
+      expect(File.readlines(File.join(dir, 'log')).size).to eq(7)
+    end
   end
 end

@@ -204,14 +204,22 @@ impl Engine {
     }
 
     /// Hands this turn's records to the writer, with the failures held
-    /// back whose time came while the run goes on. Runs in the master, at
-    /// the end of each turn of its loop.
+    /// back whose time came while the run goes on; starts the writer's
+    /// thread once no worker waits to start. Runs in the master, at the end
+    /// of each turn of its loop.
     ///
     /// Returns, once, the error writing the log met (the run goes on, its
-    /// items no longer recorded), for the master to say.
+    /// items no longer recorded), or that no thread could be started, for
+    /// the master to say.
     pub fn ship_journal(&mut self, now: Instant) -> Option<String> {
         let going_on = self.stop == Stop::No && self.fatal.is_none();
+        let all_started = self.next_unstarted(now).is_none();
         let journal = self.journal.as_mut()?;
+        if all_started {
+            if let Err(error) = journal.writer.start() {
+                return Some(error);
+            }
+        }
         if going_on && !journal.held.is_empty() {
             let (due, waiting) = std::mem::take(&mut journal.held)
                 .into_iter()
@@ -304,7 +312,7 @@ mod tests {
         let path =
             std::env::temp_dir().join(format!("divvy-journal-{}-{name}", std::process::id()));
         let file = std::fs::File::create(&path).unwrap();
-        let writer = Writer::start(file, &path, RunFields::new("h", "c")).unwrap();
+        let writer = Writer::new(file, &path, RunFields::new("h", "c"));
         let (mut engine, ends) = booted_with_links(1, RunOptions::default());
         engine.keep_journal(Journal::new(writer));
         (engine, ends, path)

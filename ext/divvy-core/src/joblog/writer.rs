@@ -5,7 +5,8 @@
 //! lines to the file, and starts their write-back to disk every
 //! `SYNC_INTERVAL` and at the end (`os::start_writeback`). So disk latency
 //! never stalls the master's loop, and a master killed outright loses at
-//! most the records of its last interval.
+//! most the records of its last interval (or those made before the
+//! thread started, below).
 //!
 //! Two buffers swapped under a lock cost no allocation once they have
 //! grown, no copy and no wake-up of the thread unless it falls behind. A
@@ -16,6 +17,13 @@
 //! has the current figure). The lines are put together in the thread, not
 //! in the master, whose loop is what the run waits for; and the end of the
 //! run starts the write-back rather than wait for it with `fdatasync`.
+//!
+//! The thread starts once every worker of the pool has (`Writer::start`):
+//! a process that has run a second thread forks workers in which malloc
+//! takes locks, about 5% slower on CPU-bound items (see
+//! `os::SignalTimer`). Records wait in the master's batch until then; a
+//! run that ends first, or cannot start a thread, has the master write
+//! them at its end.
 
 use std::fs::File;
 use std::io::Write;
@@ -53,6 +61,9 @@ const BUFFER_BYTES: usize = 1 << 20;
 /// What the master and the thread share.
 #[derive(Debug)]
 struct Shared {
+    /// What writes the lines, until the thread (or the master, at the end)
+    /// takes it.
+    sink: Mutex<Option<Sink>>,
     pending: Mutex<Pending>,
     /// Tells a master waiting on a full buffer that the thread took it.
     taken: Condvar,
@@ -72,18 +83,25 @@ struct Pending {
     closed: bool,
 }
 
-impl Default for Shared {
-    fn default() -> Shared {
+impl Shared {
+    fn new(sink: Sink) -> Shared {
         Shared {
+            sink: Mutex::new(Some(sink)),
             pending: Mutex::default(),
             taken: Condvar::new(),
             empty: AtomicBool::new(true),
             failure: Mutex::new(None),
         }
     }
-}
 
-impl Shared {
+    /// Takes the sink, unless the thread or the master took it already.
+    fn take_sink(&self) -> Option<Sink> {
+        self.sink
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
     /// Locks the buffer. A thread that panicked holding the lock leaves
     /// records that are still whole, so the lock is taken anyway.
     fn lock(&self) -> MutexGuard<'_, Pending> {
@@ -95,19 +113,19 @@ impl Shared {
 #[derive(Debug)]
 pub struct Writer {
     shared: Arc<Shared>,
+    /// The thread, once started.
     thread: Option<JoinHandle<Result<(), String>>>,
+    /// True once the thread was asked to start, started or not.
+    started: bool,
     /// The log's descriptor, which the thread owns.
     fd: RawFd,
 }
 
 impl Writer {
-    /// Starts the thread that appends records to `file`, the job log at
-    /// `path`, with the fields every record of the run shares. Runs in the
-    /// master, before the workers start.
-    ///
-    /// Returns a message when no thread can be started.
-    pub fn start(file: File, path: &Path, fields: RunFields) -> Result<Writer, String> {
-        let shared = Arc::new(Shared::default());
+    /// Returns the writer that appends records to `file`, the job log at
+    /// `path`, with the fields every record of the run shares; its thread
+    /// is not started yet. Runs in the master, before the workers start.
+    pub fn new(file: File, path: &Path, fields: RunFields) -> Writer {
         let fd = file.as_raw_fd();
         let sink = Sink {
             file,
@@ -116,16 +134,32 @@ impl Writer {
             lines: Vec::with_capacity(BUFFER_BYTES),
             error: None,
         };
-        let theirs = Arc::clone(&shared);
+        Writer {
+            shared: Arc::new(Shared::new(sink)),
+            thread: None,
+            started: false,
+            fd,
+        }
+    }
+
+    /// Starts the thread, the first time it is called. Runs in the
+    /// master, once every worker of the pool started.
+    ///
+    /// Returns a message when no thread can be started: the records then
+    /// wait in the master until the run ends, and it writes them.
+    pub fn start(&mut self) -> Result<(), String> {
+        if std::mem::replace(&mut self.started, true) {
+            return Ok(());
+        }
+        let theirs = Arc::clone(&self.shared);
         let thread = std::thread::Builder::new()
             .name(String::from("divvy joblog"))
-            .spawn(move || sink.run(&theirs))
-            .map_err(|error| format!("cannot start the job log's writer: {error}"))?;
-        Ok(Writer {
-            shared,
-            thread: Some(thread),
-            fd,
-        })
+            .spawn(move || theirs.take_sink().map_or(Ok(()), |sink| sink.run(&theirs)))
+            .map_err(|error| {
+                format!("cannot start the job log's writer ({error}); its records are written when the run ends")
+            })?;
+        self.thread = Some(thread);
+        Ok(())
     }
 
     /// Returns, once, the error writing met, so that the master says it
@@ -151,9 +185,11 @@ impl Writer {
     /// record is copied and `batch` gets back an empty buffer; else leaves
     /// them in `batch`, to grow until the next offer, unless `batch` holds
     /// `MAX_PENDING` records (a disk slower than the run): then waits for
-    /// the thread. Runs in the master, once per turn of its loop.
+    /// the thread. Keeps them in `batch` while no thread runs. Runs in the
+    /// master, once per turn of its loop.
     pub fn offer(&self, batch: &mut Vec<Record>) {
-        if batch.is_empty()
+        if self.thread.is_none()
+            || batch.is_empty()
             || (batch.len() < MAX_PENDING && !self.shared.empty.load(Ordering::Acquire))
         {
             return;
@@ -201,18 +237,21 @@ impl Writer {
     }
 
     /// Lets the thread write what it holds and start its write-back, and
-    /// waits for it to end. Runs in the master, as the run ends.
+    /// waits for it to end; where no thread ran, writes the records here.
+    /// Runs in the master, as the run ends.
     ///
     /// Returns the first error writing met, naming the file.
     pub fn finish(&mut self) -> Result<(), String> {
-        let Some(thread) = self.thread.take() else {
-            return Ok(());
-        };
         self.shared.lock().closed = true;
-        thread.thread().unpark();
-        thread
-            .join()
-            .unwrap_or_else(|_| Err(String::from("the job log's writer failed")))
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            return thread
+                .join()
+                .unwrap_or_else(|_| Err(String::from("the job log's writer failed")));
+        }
+        self.shared
+            .take_sink()
+            .map_or(Ok(()), |sink| sink.run(&self.shared))
     }
 }
 
@@ -224,6 +263,7 @@ impl Drop for Writer {
 }
 
 /// The thread's side: the file, and the lines not yet written.
+#[derive(Debug)]
 struct Sink {
     file: File,
     shown: String,
@@ -235,7 +275,7 @@ struct Sink {
 
 impl Sink {
     /// Takes and writes what the master handed over, every interval, until
-    /// the master is done; starts the write-back of what it wrote every
+    /// the master is done (at once when it is already); starts the write-back of what it wrote every
     /// `SYNC_INTERVAL` and at the end.
     fn run(mut self, shared: &Shared) -> Result<(), String> {
         let mut taken = Vec::new();
@@ -243,7 +283,6 @@ impl Sink {
         let mut synced_at = Instant::now();
         let mut unsynced = false;
         loop {
-            std::thread::park_timeout(interval);
             let closed = {
                 let mut pending = shared.lock();
                 std::mem::swap(&mut pending.records, &mut taken);
@@ -274,6 +313,7 @@ impl Sink {
             if closed {
                 return self.error.map_or(Ok(()), Err);
             }
+            std::thread::park_timeout(interval);
         }
     }
 
@@ -319,6 +359,13 @@ mod tests {
     use super::*;
     use crate::joblog::record::tests::performed;
 
+    /// A writer of `file` at `path` whose thread runs.
+    fn started(file: File, path: &Path) -> Writer {
+        let mut writer = Writer::new(file, path, RunFields::new("h", "c"));
+        writer.start().unwrap();
+        writer
+    }
+
     fn temp(name: &str) -> std::path::PathBuf {
         let path = std::env::temp_dir().join(format!("divvy-writer-{}-{name}", std::process::id()));
         let _ = std::fs::remove_file(&path);
@@ -330,7 +377,7 @@ mod tests {
     fn says_at_once_when_writing_fails() {
         let path = std::path::Path::new("/dev/full");
         let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-        let mut writer = Writer::start(file, path, RunFields::new("h", "c")).unwrap();
+        let mut writer = started(file, path);
         writer.hand_over(&mut vec![performed(0, 1)]);
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut failure = None;
@@ -351,7 +398,7 @@ mod tests {
     fn writes_each_batch_within_the_interval_and_the_rest_at_the_end() {
         let path = temp("interval");
         let file = File::create(&path).unwrap();
-        let mut writer = Writer::start(file, &path, RunFields::new("h", "c")).unwrap();
+        let mut writer = started(file, &path);
         let mut batch = vec![performed(0, 1), performed(1, 2)];
         writer.hand_over(&mut batch);
         assert!(batch.is_empty());
@@ -373,9 +420,36 @@ mod tests {
         let path = temp("readonly");
         std::fs::write(&path, "").unwrap();
         let file = File::open(&path).unwrap();
-        let mut writer = Writer::start(file, &path, RunFields::new("h", "c")).unwrap();
+        let mut writer = started(file, &path);
         writer.hand_over(&mut vec![performed(0, 1)]);
         let error = writer.finish().unwrap_err();
         assert!(error.starts_with("cannot write the job log "), "{error}");
+    }
+
+    #[test]
+    fn keeps_records_in_the_master_until_started() {
+        let path = temp("unstarted");
+        let file = File::create(&path).unwrap();
+        let mut writer = Writer::new(file, &path, RunFields::new("h", "c"));
+        let mut batch = vec![performed(0, 1)];
+        writer.offer(&mut batch);
+        assert_eq!(batch.len(), 1, "no thread yet: the batch keeps them");
+        writer.start().unwrap();
+        writer.offer(&mut batch);
+        assert!(batch.is_empty(), "handed over once the thread runs");
+        assert_eq!(writer.start(), Ok(()), "started once");
+        writer.finish().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+    }
+
+    #[test]
+    fn writes_the_records_itself_when_no_thread_ran() {
+        let path = temp("threadless");
+        let file = File::create(&path).unwrap();
+        let mut writer = Writer::new(file, &path, RunFields::new("h", "c"));
+        writer.hand_over(&mut vec![performed(0, 1), performed(1, 2)]);
+        writer.finish().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+        assert_eq!(writer.finish(), Ok(()), "finished once");
     }
 }

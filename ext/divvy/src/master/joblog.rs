@@ -3,7 +3,8 @@
 //! giving each item its digest and skipping what a resumed run need not
 //! perform, and closing it at the end. The records themselves come from
 //! the engine (`divvy_core::engine::journal`), written by a thread
-//! (`divvy_core::joblog::writer`). Runs in the master.
+//! (`divvy_core::joblog::writer`) that starts once the workers have. Runs
+//! in the master.
 
 use std::path::PathBuf;
 
@@ -27,13 +28,13 @@ pub struct Resumed {
     path: PathBuf,
 }
 
-/// Opens the job log `settings` names, starts the thread that writes it
-/// and hands the engine its journal; `command` is what the log's `Command`
-/// column says.
+/// Opens the job log `settings` names and hands the engine its journal,
+/// with the writer that will write it; `command` is what the log's
+/// `Command` column says.
 ///
 /// Returns what a resumed run skips (None when it does not resume); raises
-/// `Divvy::Error` when the log cannot be opened or written, is not a divvy
-/// job log, or no thread can be started.
+/// `Divvy::Error` when the log cannot be opened or written, or is not a
+/// divvy job log.
 pub fn open(
     ruby: &Ruby,
     settings: &Settings,
@@ -44,8 +45,7 @@ pub fn open(
     let opened =
         file::open(&settings.path, resuming).map_err(|message| divvy_error(ruby, message))?;
     let fields = RunFields::new(&divvy_core::os::host_name(), command);
-    let writer = Writer::start(opened.file, &settings.path, fields)
-        .map_err(|message| divvy_error(ruby, message))?;
+    let writer = Writer::new(opened.file, &settings.path, fields);
     engine.keep_journal(Journal::new(writer));
     Ok(resuming.then(|| Resumed {
         history: opened.history,
