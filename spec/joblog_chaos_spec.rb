@@ -47,6 +47,25 @@ RSpec.describe 'the job log when the master is killed' do
     RUBY
   end
 
+  # A task of 10 ms items whose before_fork takes 0.1 s: forking many
+  # workers takes a while.
+  def write_slow_forking_task
+    write_script(dir, 'slow_fork.rb', <<~RUBY)
+      class SlowFork
+        include Divvy::Parallelizable
+
+        def dispatch = #{items}.times { |item| yield item }
+        def before_fork(_) = sleep(0.1)
+
+        def perform(item)
+          sleep(0.01)
+          line = "\#{item} 1 \#{Process.clock_gettime(Process::CLOCK_REALTIME)}\\n"
+          File.write(File.join(__dir__, 'performed'), line, mode: 'a')
+        end
+      end
+    RUBY
+  end
+
   # The items the log records as performed (none before it exists).
   def logged
     return [] unless File.exist?(File.join(dir, 'run.log'))
@@ -117,5 +136,22 @@ RSpec.describe 'the job log when the master is killed' do
     in_flight_bound = kills.size * workers * (ENV['PORTABLE'] == '1' ? 10 : 1)
     before_kill = lags.count(&:positive?)
     expect(lags.size - before_kill).to be <= in_flight_bound
+  end
+
+  # The writer thread starts once every worker has forked (a process that
+  # ran a thread forks slower workers); until then the master writes the
+  # records itself, so a kill while it still forks loses no more.
+  it 'records what settled while the workers are still being forked' do
+    script = write_slow_forking_task
+    log = File.join(dir, 'run.log')
+    pid = spawn_divvy('-n', 12, '--joblog', log, script, dir: dir)
+    sleep 0.9
+    killed_at = Process.clock_gettime(Process::CLOCK_REALTIME)
+    Process.kill(:KILL, pid)
+    Process.wait(pid)
+    eventually(timeout: 10) { ProcessHelpers.live_tagged_processes(ProcessHelpers.current_tag).empty? }
+    settled = performs.select { |_, _, time| time < killed_at - flush_bound }.map(&:first)
+    expect(settled).not_to be_empty
+    expect(logged).to include(*settled)
   end
 end

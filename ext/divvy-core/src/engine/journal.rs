@@ -205,20 +205,22 @@ impl Engine {
 
     /// Hands this turn's records to the writer, with the failures held
     /// back whose time came while the run goes on; starts the writer's
-    /// thread once no worker waits to start. Runs in the master, at the end
-    /// of each turn of its loop.
+    /// thread once every worker of the pool was forked, unless the run is
+    /// ending (see `joblog::writer`). Runs in the master, at the end of
+    /// each turn of its loop.
     ///
     /// Returns, once, the error writing the log met (the run goes on, its
-    /// items no longer recorded), or that no thread could be started, for
-    /// the master to say.
+    /// items no longer recorded), for the master to say.
     pub fn ship_journal(&mut self, now: Instant) -> Option<String> {
         let going_on = self.stop == Stop::No && self.fatal.is_none();
-        let all_started = self.next_unstarted(now).is_none();
+        let all_forked = self
+            .pool
+            .first_unstarted(self.board.worker_count())
+            .is_none();
+        let thread_wanted = going_on && all_forked && !self.closing;
         let journal = self.journal.as_mut()?;
-        if all_started {
-            if let Err(error) = journal.writer.start() {
-                return Some(error);
-            }
+        if thread_wanted {
+            journal.writer.start();
         }
         if going_on && !journal.held.is_empty() {
             let (due, waiting) = std::mem::take(&mut journal.held)

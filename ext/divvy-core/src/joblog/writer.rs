@@ -5,8 +5,7 @@
 //! lines to the file, and starts their write-back to disk every
 //! `SYNC_INTERVAL` and at the end (`os::start_writeback`). So disk latency
 //! never stalls the master's loop, and a master killed outright loses at
-//! most the records of its last interval (or those made before the
-//! thread started, below).
+//! most the records of its last interval.
 //!
 //! Two buffers swapped under a lock cost no allocation once they have
 //! grown, no copy and no wake-up of the thread unless it falls behind. A
@@ -21,9 +20,8 @@
 //! The thread starts once every worker of the pool has (`Writer::start`):
 //! a process that has run a second thread forks workers in which malloc
 //! takes locks, about 5% slower on CPU-bound items (see
-//! `os::SignalTimer`). Records wait in the master's batch until then; a
-//! run that ends first, or cannot start a thread, has the master write
-//! them at its end.
+//! `os::SignalTimer`). Until then, and in a run that ends first or cannot
+//! start a thread, the master writes each turn's records itself.
 
 use std::fs::File;
 use std::io::Write;
@@ -61,8 +59,8 @@ const BUFFER_BYTES: usize = 1 << 20;
 /// What the master and the thread share.
 #[derive(Debug)]
 struct Shared {
-    /// What writes the lines, until the thread (or the master, at the end)
-    /// takes it.
+    /// What writes the lines: the master's while no thread runs, until the
+    /// thread takes it.
     sink: Mutex<Option<Sink>>,
     pending: Mutex<Pending>,
     /// Tells a master waiting on a full buffer that the thread took it.
@@ -94,12 +92,14 @@ impl Shared {
         }
     }
 
-    /// Takes the sink, unless the thread or the master took it already.
-    fn take_sink(&self) -> Option<Sink> {
-        self.sink
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+    /// Locks the sink, which is `None` once the thread took it.
+    fn sink(&self) -> MutexGuard<'_, Option<Sink>> {
+        self.sink.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records `error`, the first the sink met, for the master to say.
+    fn fail(&self, error: &str) {
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.to_owned());
     }
 
     /// Locks the buffer. A thread that panicked holding the lock leaves
@@ -115,8 +115,6 @@ pub struct Writer {
     shared: Arc<Shared>,
     /// The thread, once started.
     thread: Option<JoinHandle<Result<(), String>>>,
-    /// True once the thread was asked to start, started or not.
-    started: bool,
     /// The log's descriptor, which the thread owns.
     fd: RawFd,
 }
@@ -133,33 +131,33 @@ impl Writer {
             fields,
             lines: Vec::with_capacity(BUFFER_BYTES),
             error: None,
+            synced_at: Instant::now(),
+            unsynced: false,
         };
         Writer {
             shared: Arc::new(Shared::new(sink)),
             thread: None,
-            started: false,
             fd,
         }
     }
 
-    /// Starts the thread, the first time it is called. Runs in the
-    /// master, once every worker of the pool started.
+    /// Starts the thread, unless it runs. Runs in the master, once every
+    /// worker of the pool started and while the run goes on.
     ///
-    /// Returns a message when no thread can be started: the records then
-    /// wait in the master until the run ends, and it writes them.
-    pub fn start(&mut self) -> Result<(), String> {
-        if std::mem::replace(&mut self.started, true) {
-            return Ok(());
+    /// Where no thread can be started, the master goes on writing the
+    /// records itself, and the next call tries again.
+    pub fn start(&mut self) {
+        if self.thread.is_some() {
+            return;
         }
         let theirs = Arc::clone(&self.shared);
-        let thread = std::thread::Builder::new()
+        self.thread = std::thread::Builder::new()
             .name(String::from("divvy joblog"))
-            .spawn(move || theirs.take_sink().map_or(Ok(()), |sink| sink.run(&theirs)))
-            .map_err(|error| {
-                format!("cannot start the job log's writer ({error}); its records are written when the run ends")
-            })?;
-        self.thread = Some(thread);
-        Ok(())
+            .spawn(move || {
+                let sink = theirs.sink().take();
+                sink.map_or(Ok(()), |sink| sink.run(&theirs))
+            })
+            .ok();
     }
 
     /// Returns, once, the error writing met, so that the master says it
@@ -185,11 +183,16 @@ impl Writer {
     /// record is copied and `batch` gets back an empty buffer; else leaves
     /// them in `batch`, to grow until the next offer, unless `batch` holds
     /// `MAX_PENDING` records (a disk slower than the run): then waits for
-    /// the thread. Keeps them in `batch` while no thread runs. Runs in the
+    /// the thread. While no thread runs, writes them itself. Runs in the
     /// master, once per turn of its loop.
     pub fn offer(&self, batch: &mut Vec<Record>) {
-        if self.thread.is_none()
-            || batch.is_empty()
+        if self.thread.is_none() {
+            if let Some(sink) = self.shared.sink().as_mut() {
+                sink.round(batch, false, &self.shared);
+            }
+            return;
+        }
+        if batch.is_empty()
             || (batch.len() < MAX_PENDING && !self.shared.empty.load(Ordering::Acquire))
         {
             return;
@@ -237,8 +240,8 @@ impl Writer {
     }
 
     /// Lets the thread write what it holds and start its write-back, and
-    /// waits for it to end; where no thread ran, writes the records here.
-    /// Runs in the master, as the run ends.
+    /// waits for it to end; where no thread ran, does that itself. Runs in
+    /// the master, as the run ends.
     ///
     /// Returns the first error writing met, naming the file.
     pub fn finish(&mut self) -> Result<(), String> {
@@ -249,9 +252,8 @@ impl Writer {
                 .join()
                 .unwrap_or_else(|_| Err(String::from("the job log's writer failed")));
         }
-        self.shared
-            .take_sink()
-            .map_or(Ok(()), |sink| sink.run(&self.shared))
+        let sink = self.shared.sink().take();
+        sink.map_or(Ok(()), |sink| sink.run(&self.shared))
     }
 }
 
@@ -271,17 +273,19 @@ struct Sink {
     lines: Vec<u8>,
     /// The first error met; nothing more is written after it.
     error: Option<String>,
+    /// When the write-back was last started.
+    synced_at: Instant,
+    /// True when lines were written since.
+    unsynced: bool,
 }
 
 impl Sink {
     /// Takes and writes what the master handed over, every interval, until
-    /// the master is done (at once when it is already); starts the write-back of what it wrote every
-    /// `SYNC_INTERVAL` and at the end.
+    /// the master is done (at once when it is already). Runs in the thread,
+    /// or in the master at the end of a run that started none.
     fn run(mut self, shared: &Shared) -> Result<(), String> {
         let mut taken = Vec::new();
         let mut interval = WRITE_INTERVAL;
-        let mut synced_at = Instant::now();
-        let mut unsynced = false;
         loop {
             let closed = {
                 let mut pending = shared.lock();
@@ -294,26 +298,28 @@ impl Sink {
                 true => (interval * 2).min(IDLE_INTERVAL),
                 false => WRITE_INTERVAL,
             };
-            let failed = self.error.is_some();
-            self.take(&mut taken);
-            unsynced |= self.write();
-            if unsynced && (closed || synced_at.elapsed() >= SYNC_INTERVAL) {
-                self.sync();
-                synced_at = Instant::now();
-                unsynced = false;
-            }
-            if !failed {
-                if let Some(error) = &self.error {
-                    *shared
-                        .failure
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = Some(error.clone());
-                }
-            }
+            self.round(&mut taken, closed, shared);
             if closed {
                 return self.error.map_or(Ok(()), Err);
             }
             std::thread::park_timeout(interval);
+        }
+    }
+
+    /// Writes `records` and empties it; starts the write-back of what was
+    /// written every `SYNC_INTERVAL`, and at the end (`last`); hands the
+    /// first error met to `shared`, for the master to say.
+    fn round(&mut self, records: &mut Vec<Record>, last: bool, shared: &Shared) {
+        let failed = self.error.is_some();
+        self.take(records);
+        self.unsynced |= self.write();
+        if self.unsynced && (last || self.synced_at.elapsed() >= SYNC_INTERVAL) {
+            self.sync();
+            self.synced_at = Instant::now();
+            self.unsynced = false;
+        }
+        if let Some(error) = self.error.as_ref().filter(|_| !failed) {
+            shared.fail(error);
         }
     }
 
@@ -362,7 +368,7 @@ mod tests {
     /// A writer of `file` at `path` whose thread runs.
     fn started(file: File, path: &Path) -> Writer {
         let mut writer = Writer::new(file, path, RunFields::new("h", "c"));
-        writer.start().unwrap();
+        writer.start();
         writer
     }
 
@@ -427,19 +433,39 @@ mod tests {
     }
 
     #[test]
-    fn keeps_records_in_the_master_until_started() {
+    fn writes_each_offer_itself_until_started() {
         let path = temp("unstarted");
         let file = File::create(&path).unwrap();
         let mut writer = Writer::new(file, &path, RunFields::new("h", "c"));
+        let lines = || std::fs::read_to_string(&path).unwrap().lines().count();
         let mut batch = vec![performed(0, 1)];
         writer.offer(&mut batch);
-        assert_eq!(batch.len(), 1, "no thread yet: the batch keeps them");
-        writer.start().unwrap();
+        assert!(batch.is_empty());
+        assert_eq!(lines(), 1, "written by the master, at once");
+        writer.start();
+        writer.start();
+        let mut batch = vec![performed(1, 2)];
         writer.offer(&mut batch);
-        assert!(batch.is_empty(), "handed over once the thread runs");
-        assert_eq!(writer.start(), Ok(()), "started once");
+        assert!(batch.is_empty(), "handed over to the thread");
         writer.finish().unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+        assert_eq!(lines(), 2);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn says_a_write_error_of_the_master_at_once() {
+        let path = std::path::Path::new("/dev/full");
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        let mut writer = Writer::new(file, path, RunFields::new("h", "c"));
+        writer.offer(&mut vec![performed(0, 1)]);
+        let failure = writer.take_failure().expect("said at once");
+        assert!(
+            failure.starts_with("cannot write the job log /dev/full: "),
+            "{failure}"
+        );
+        writer.offer(&mut vec![performed(1, 2)]);
+        assert_eq!(writer.take_failure(), None, "said once");
+        assert_eq!(writer.finish(), Err(failure), "and again at the end");
     }
 
     #[test]
