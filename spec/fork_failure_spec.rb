@@ -80,6 +80,16 @@ RSpec.describe 'a fork that fails' do
     end
   end
 
+  # On Linux a kernel timer times each fork; past the user's limit of
+  # pending signals (`ulimit -i`) the kernel makes none, and the master
+  # times its forks from a thread instead of refusing to run.
+  it 'runs where the kernel makes no timer (ulimit -i 0)' do
+    code = "require 'divvy'; p Divvy.map([1, 2, 3], workers: 2) { |i| i * 2 }"
+    result = run_command(['bash', '-c', 'ulimit -i 0 && exec "$@"', 'bash', 'ruby', '-e', code])
+    expect(result.status).to be_success, result.stderr
+    expect(result.stdout).to eq("[2, 4, 6]\n")
+  end
+
   # A gem's after-fork callback (ActiveSupport's fork tracker, for one) runs
   # inside Process.fork in the new worker; when it raises there, the worker
   # must leave. Before, the exception reached the master's code in the

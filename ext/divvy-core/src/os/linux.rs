@@ -8,6 +8,8 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
+use super::thread_timer::ThreadTimer;
+
 /// Set when the kernel refused `vmsplice` once; bytes are then written.
 static SPLICE_REFUSED: AtomicBool = AtomicBool::new(false);
 
@@ -136,28 +138,28 @@ pub fn start_writeback(file: &std::fs::File) -> io::Result<()> {
     }
 }
 
-pub struct SignalTimer(libc::timer_t);
+pub enum SignalTimer {
+    /// A timer the kernel keeps.
+    Kernel(libc::timer_t),
+    /// A thread, where the kernel would not make one.
+    Thread(ThreadTimer),
+}
 
 impl SignalTimer {
     pub fn new(signal: libc::c_int) -> io::Result<SignalTimer> {
-        // SAFETY: a zeroed sigevent is valid; SIGEV_SIGNAL needs only the
-        // signal number.
-        let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
-        event.sigev_notify = libc::SIGEV_SIGNAL;
-        event.sigev_signo = signal;
-        let mut timer = std::mem::MaybeUninit::<libc::timer_t>::uninit();
-        // SAFETY: timer_create reads the event and writes the timer's id.
-        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, timer.as_mut_ptr()) } != 0
-        {
-            return Err(io::Error::last_os_error());
+        match kernel_timer(signal) {
+            Ok(timer) => Ok(SignalTimer::Kernel(timer)),
+            Err(_) => ThreadTimer::new(signal).map(SignalTimer::Thread),
         }
-        // SAFETY: timer_create succeeded, so it wrote the id.
-        Ok(SignalTimer(unsafe { timer.assume_init() }))
     }
 
     /// Arms the timer for `after` (at least a nanosecond: zero disarms),
     /// or disarms it with `None`.
     pub fn set(&self, after: Option<Duration>) {
+        let timer = match self {
+            SignalTimer::Kernel(timer) => *timer,
+            SignalTimer::Thread(thread) => return thread.set(after),
+        };
         let after = after.map_or(Duration::ZERO, |after| after.max(Duration::from_nanos(1)));
         let spec = libc::itimerspec {
             it_interval: libc::timespec {
@@ -171,13 +173,34 @@ impl SignalTimer {
         };
         // SAFETY: the timer exists until drop; timer_settime only reads
         // the spec. It cannot fail with a valid timer and spec.
-        unsafe { libc::timer_settime(self.0, 0, &spec, std::ptr::null_mut()) };
+        unsafe { libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()) };
     }
+}
+
+/// Makes a kernel timer that sends `signal` to this process, unarmed.
+///
+/// Returns the OS error (`EAGAIN` past the pending-signal limit).
+fn kernel_timer(signal: libc::c_int) -> io::Result<libc::timer_t> {
+    // SAFETY: a zeroed sigevent is valid; SIGEV_SIGNAL needs only the
+    // signal number.
+    let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+    event.sigev_notify = libc::SIGEV_SIGNAL;
+    event.sigev_signo = signal;
+    let mut timer = std::mem::MaybeUninit::<libc::timer_t>::uninit();
+    // SAFETY: timer_create reads the event and writes the timer's id.
+    if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, timer.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: timer_create succeeded, so it wrote the id.
+    Ok(unsafe { timer.assume_init() })
 }
 
 impl Drop for SignalTimer {
     fn drop(&mut self) {
-        // SAFETY: the timer was made by timer_create and is deleted once.
-        unsafe { libc::timer_delete(self.0) };
+        if let SignalTimer::Kernel(timer) = self {
+            // SAFETY: the timer was made by timer_create and is deleted
+            // once.
+            unsafe { libc::timer_delete(*timer) };
+        }
     }
 }

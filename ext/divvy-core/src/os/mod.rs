@@ -13,6 +13,7 @@ use linux as imp;
 
 #[cfg(any(not(target_os = "linux"), feature = "portable"))]
 mod portable;
+mod thread_timer;
 #[cfg(any(not(target_os = "linux"), feature = "portable"))]
 use portable as imp;
 
@@ -81,7 +82,8 @@ pub fn die_with_parent(master_pid: i32) -> bool {
 /// process that has ever run a second thread forks children whose malloc
 /// takes locks (glibc stays in its multi-threaded mode), which made a
 /// worker's CPU-bound items about 5% slower. The portable fallback waits in
-/// a thread of its own.
+/// a thread of its own, and so does Linux where the kernel will not make a
+/// timer (the user's pending-signal limit reached, `ulimit -i`).
 pub struct SignalTimer(imp::SignalTimer);
 
 impl SignalTimer {

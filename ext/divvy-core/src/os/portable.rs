@@ -3,11 +3,11 @@
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+
+pub use super::thread_timer::ThreadTimer as SignalTimer;
 
 /// How often a worker looks for its parent.
 const PARENT_WATCH_INTERVAL: Duration = Duration::from_millis(200);
@@ -86,92 +86,4 @@ pub fn resident_bytes() -> u64 {
     // SAFETY: getrusage succeeded. ru_maxrss is in kilobytes off macOS.
     let kilobytes = unsafe { usage.assume_init() }.ru_maxrss;
     u64::try_from(kilobytes).unwrap_or(0) * 1024
-}
-
-/// A thread that sends its signal when the deadline it is given passes.
-pub struct SignalTimer {
-    shared: Arc<TimerState>,
-    thread: Option<JoinHandle<()>>,
-}
-
-/// What the timer's thread shares with its owner.
-struct TimerState {
-    signal: libc::c_int,
-    schedule: Mutex<Schedule>,
-    changed: Condvar,
-}
-
-/// When the signal is due (if armed), and whether the timer is dropped.
-struct Schedule {
-    due: Option<Instant>,
-    ended: bool,
-}
-
-impl SignalTimer {
-    pub fn new(signal: libc::c_int) -> io::Result<SignalTimer> {
-        let shared = Arc::new(TimerState {
-            signal,
-            schedule: Mutex::new(Schedule {
-                due: None,
-                ended: false,
-            }),
-            changed: Condvar::new(),
-        });
-        let state = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name(String::from("divvy-timer"))
-            .spawn(move || state.wait_and_signal())?;
-        Ok(SignalTimer {
-            shared,
-            thread: Some(thread),
-        })
-    }
-
-    pub fn set(&self, after: Option<Duration>) {
-        let due = after.map(|after| Instant::now() + after);
-        self.shared.update(|schedule| schedule.due = due);
-    }
-}
-
-impl Drop for SignalTimer {
-    fn drop(&mut self) {
-        self.shared.update(|schedule| schedule.ended = true);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl TimerState {
-    /// Changes the schedule with `change`, and wakes the thread.
-    fn update(&self, change: impl FnOnce(&mut Schedule)) {
-        if let Ok(mut schedule) = self.schedule.lock() {
-            change(&mut schedule);
-        }
-        self.changed.notify_one();
-    }
-
-    /// The thread's loop, until the timer is dropped: sleeps until the
-    /// signal is due, then sends it and disarms.
-    fn wait_and_signal(&self) {
-        let Ok(mut schedule) = self.schedule.lock() else {
-            return;
-        };
-        while !schedule.ended {
-            let wait = match schedule.due {
-                Some(due) if due <= Instant::now() => {
-                    schedule.due = None;
-                    // SAFETY: kill has no memory effects.
-                    unsafe { libc::kill(libc::getpid(), self.signal) };
-                    continue;
-                }
-                Some(due) => due - Instant::now(),
-                None => Duration::from_secs(3600),
-            };
-            schedule = match self.changed.wait_timeout(schedule, wait) {
-                Ok((guard, _)) => guard,
-                Err(_) => return,
-            };
-        }
-    }
 }
