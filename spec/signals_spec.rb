@@ -129,6 +129,29 @@ RSpec.describe 'signals' do
     end
   end
 
+  # The master's fork timer sends it SIGURG; a SIGURG from elsewhere (the
+  # kernel sends one for a socket's out-of-band data) must not give up a
+  # fork that is not overdue.
+  it 'goes on when SIGURG comes from elsewhere while it forks' do
+    Dir.mktmpdir do |dir|
+      Dir.mkdir(File.join(dir, 'marks'))
+      script = slow_script(dir, count: 60, seconds: 0)
+      pid = spawn_divvy('-n', 30, script, dir: dir, env: { 'MARKS' => File.join(dir, 'marks') })
+      status = nil
+      until status
+        begin
+          Process.kill(:URG, pid)
+        rescue Errno::ESRCH
+          nil
+        end
+        sleep 0.0002
+        status = Process.wait2(pid, Process::WNOHANG)&.last
+      end
+      expect(status).to be_success, File.read(File.join(dir, 'stderr'))
+      expect(marks(dir, 'done').size).to eq(60)
+    end
+  end
+
   it 'leaves no worker behind when the master is killed with SIGKILL' do
     Dir.mktmpdir do |dir|
       pid = start_slow_run(dir)

@@ -7,7 +7,8 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use divvy_core::os::SignalTimer;
 
@@ -19,6 +20,9 @@ const PATIENCE: Duration = Duration::from_millis(2500);
 static FORKING: AtomicBool = AtomicBool::new(false);
 /// Why a trap raised out of the fork under way, if one did.
 static ABANDONED: AtomicU8 = AtomicU8::new(0);
+/// When the fork under way outlasts the patience: a SIGURG before then
+/// came from elsewhere.
+static DUE: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// Why a fork was given up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +52,7 @@ impl ForkWatch {
     /// Arms the timer for the fork about to be made. Runs in the master.
     pub fn watch(&self) -> Watch<'_> {
         ABANDONED.store(0, Ordering::SeqCst);
+        set_due(Some(Instant::now() + PATIENCE));
         FORKING.store(true, Ordering::SeqCst);
         self.timer.arm(PATIENCE);
         Watch(self)
@@ -63,6 +68,7 @@ impl Watch<'_> {
     /// Returns why a trap raised out of the fork, if one did.
     pub fn end(self) -> Option<Abandoned> {
         FORKING.store(false, Ordering::SeqCst);
+        set_due(None);
         self.0.timer.disarm();
         match ABANDONED.swap(0, Ordering::SeqCst) {
             1 => Some(Abandoned::Stuck),
@@ -78,13 +84,28 @@ impl Watch<'_> {
     }
 }
 
-/// Records that a trap gives up the fork under way for `why`.
+/// Records that a trap gives up the fork under way for `why`: for any
+/// signal that stops the run, and for the timer's once the fork is overdue
+/// (a SIGURG from elsewhere comes earlier).
 ///
-/// Returns true when a fork is under way, so the trap should raise.
+/// Returns true when it gave the fork up, so the trap should raise.
 pub fn abandon(why: Abandoned) -> bool {
-    let forking = FORKING.load(Ordering::SeqCst);
-    if forking {
+    let gives_up = FORKING.load(Ordering::SeqCst) && (why != Abandoned::Stuck || overdue());
+    if gives_up {
         ABANDONED.store(why as u8, Ordering::SeqCst);
     }
-    forking
+    gives_up
+}
+
+/// Sets when the fork under way is overdue (`None`: no fork is).
+fn set_due(due: Option<Instant>) {
+    *DUE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = due;
+}
+
+/// True when a fork is under way and has outlasted the patience.
+fn overdue() -> bool {
+    DUE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .is_some_and(|due| Instant::now() >= due)
 }
