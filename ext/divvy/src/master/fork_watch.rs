@@ -6,8 +6,8 @@
 //! fork that keeps failing is reported and signals are obeyed.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use divvy_core::os::SignalTimer;
@@ -16,12 +16,10 @@ use divvy_core::os::SignalTimer;
 /// EAGAIN comes a second after the failure.
 const PATIENCE: Duration = Duration::from_millis(2500);
 
-/// True while the master is inside `Process.fork`.
-static FORKING: AtomicBool = AtomicBool::new(false);
 /// Why a trap raised out of the fork under way, if one did.
 static ABANDONED: AtomicU8 = AtomicU8::new(0);
-/// When the fork under way outlasts the patience: a SIGURG before then
-/// came from elsewhere.
+/// While the master is inside `Process.fork`, when that fork outlasts the
+/// patience: a SIGURG before then came from elsewhere.
 static DUE: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// Why a fork was given up.
@@ -53,7 +51,6 @@ impl ForkWatch {
     pub fn watch(&self) -> Watch<'_> {
         ABANDONED.store(0, Ordering::SeqCst);
         set_due(Some(Instant::now() + PATIENCE));
-        FORKING.store(true, Ordering::SeqCst);
         self.timer.arm(PATIENCE);
         Watch(self)
     }
@@ -67,7 +64,6 @@ impl Watch<'_> {
     ///
     /// Returns why a trap raised out of the fork, if one did.
     pub fn end(self) -> Option<Abandoned> {
-        FORKING.store(false, Ordering::SeqCst);
         set_due(None);
         self.0.timer.disarm();
         match ABANDONED.swap(0, Ordering::SeqCst) {
@@ -80,7 +76,7 @@ impl Watch<'_> {
     /// Ends the watch in the worker, which has no timer (a fork does not
     /// inherit it).
     pub fn end_in_child(self) {
-        FORKING.store(false, Ordering::SeqCst);
+        set_due(None);
     }
 }
 
@@ -90,7 +86,8 @@ impl Watch<'_> {
 ///
 /// Returns true when it gave the fork up, so the trap should raise.
 pub fn abandon(why: Abandoned) -> bool {
-    let gives_up = FORKING.load(Ordering::SeqCst) && (why != Abandoned::Stuck || overdue());
+    let due = *DUE.lock().unwrap_or_else(PoisonError::into_inner);
+    let gives_up = due.is_some_and(|due| why != Abandoned::Stuck || Instant::now() >= due);
     if gives_up {
         ABANDONED.store(why as u8, Ordering::SeqCst);
     }
@@ -99,13 +96,5 @@ pub fn abandon(why: Abandoned) -> bool {
 
 /// Sets when the fork under way is overdue (`None`: no fork is).
 fn set_due(due: Option<Instant>) {
-    *DUE.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = due;
-}
-
-/// True when a fork is under way and has outlasted the patience.
-fn overdue() -> bool {
-    DUE.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .is_some_and(|due| Instant::now() >= due)
+    *DUE.lock().unwrap_or_else(PoisonError::into_inner) = due;
 }
