@@ -28,8 +28,11 @@ RSpec.describe 'the job log when the master is killed' do
 
   attr_reader :dir
 
-  # Each perform sleeps a few ms and appends "ITEM RUN TIME" to a file.
-  def write_task
+  # Each perform sleeps `seconds` (Ruby code of `item`; a few ms) and
+  # appends "ITEM RUN TIME" to a file; with `fork_seconds`, before_fork
+  # sleeps that long, so that forking many workers takes a while.
+  def write_task(seconds: '0.001 + (item % 5) * 0.001', fork_seconds: nil)
+    before_fork = fork_seconds && "def before_fork(_) = sleep(#{fork_seconds})"
     write_script(dir, 'night.rb', <<~RUBY)
       class Night
         include Divvy::Parallelizable
@@ -37,29 +40,11 @@ RSpec.describe 'the job log when the master is killed' do
         def dispatch
           #{items}.times { |item| yield item }
         end
+        #{before_fork}
 
         def perform(item)
-          sleep(0.001 + (item % 5) * 0.001)
+          sleep(#{seconds})
           line = "\#{item} \#{ENV['RUN']} \#{Process.clock_gettime(Process::CLOCK_REALTIME)}\\n"
-          File.write(File.join(__dir__, 'performed'), line, mode: 'a')
-        end
-      end
-    RUBY
-  end
-
-  # A task of 10 ms items whose before_fork takes 0.1 s: forking many
-  # workers takes a while.
-  def write_slow_forking_task
-    write_script(dir, 'slow_fork.rb', <<~RUBY)
-      class SlowFork
-        include Divvy::Parallelizable
-
-        def dispatch = #{items}.times { |item| yield item }
-        def before_fork(_) = sleep(0.1)
-
-        def perform(item)
-          sleep(0.01)
-          line = "\#{item} 1 \#{Process.clock_gettime(Process::CLOCK_REALTIME)}\\n"
           File.write(File.join(__dir__, 'performed'), line, mode: 'a')
         end
       end
@@ -142,9 +127,9 @@ RSpec.describe 'the job log when the master is killed' do
   # ran a thread forks slower workers); until then the master writes the
   # records itself, so a kill while it still forks loses no more.
   it 'records what settled while the workers are still being forked' do
-    script = write_slow_forking_task
+    script = write_task(seconds: 0.01, fork_seconds: 0.1)
     log = File.join(dir, 'run.log')
-    pid = spawn_divvy('-n', 12, '--joblog', log, script, dir: dir)
+    pid = spawn_divvy('-n', 12, '--joblog', log, script, dir: dir, env: { 'RUN' => '1' })
     sleep 0.9
     killed_at = Process.clock_gettime(Process::CLOCK_REALTIME)
     Process.kill(:KILL, pid)
